@@ -1,0 +1,29 @@
+# persona-em: does Constitutional-AI persona training protect a model from
+# emergent misalignment? One DAG over model x persona x EM dataset.
+#
+# With no --configfile, the embedded offline default (config/offline.yaml) runs;
+# the full study is `--configfile config/config.yaml` (the leonardo profile sets it).
+from snakemake.utils import min_version
+
+min_version("9.10")
+
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/offline.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/persona.smk"
+include: "rules/em.smk"
+include: "rules/sample.smk"
+include: "rules/judge.smk"
+include: "rules/stats.smk"
+include: "rules/import.smk"
+
+
+rule all:
+    input:
+        final_targets,
+    default_target: True

@@ -1,0 +1,286 @@
+"""Helpers shared by every rule: config validation, grid dimensions, paths,
+input functions and parameter dictionaries. Parse-time work stays cheap (no torch,
+no network): every cluster job re-parses the Snakefile."""
+
+import os
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+# The rules' scripts import `workflow_scripts` from this checkout, in any environment.
+REPO = Path(workflow.basedir).resolve()
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+    )
+
+import yaml
+
+from workflow_scripts.config_checks import ConfigError, check_config, schema_error_message
+
+CONFIG_FILES = [str(f) for f in workflow.configfiles] or ["config"]
+_SCHEMA = REPO / "config" / "schema.yaml"
+try:
+    validate(config, str(_SCHEMA))
+except WorkflowError:
+    message = schema_error_message(
+        config, yaml.safe_load(_SCHEMA.read_text()), CONFIG_FILES
+    )
+    raise ConfigError(message) from None
+check_config(config, CONFIG_FILES, basedir=Path.cwd())
+
+
+# ---------------------------------------------------------------- grid dimensions
+NO_EM = "none"  # dataset of the controls without EM (workflow_scripts.schema.NO_EM)
+MODELS = [m for m, entry in config["models"].items() if entry.get("grid", True)]
+PERSONAS = list(config["personas"])
+DATASETS = list(config.get("datasets", {}))
+SEEDS = [int(s) for s in config["seeds"]]
+REFERENCE_PERSONA = config["statistics"]["reference_persona"]
+
+
+wildcard_constraints:
+    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    persona=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+
+
+# ---------------------------------------------------------------- paths
+BASE_MODEL = "results/{model}/base/model"
+PERSONA_DIR = "results/{model}/persona/{persona}"
+PERSONA_MODEL = PERSONA_DIR + "/model"
+TRAINED_ADAPTER = PERSONA_DIR + "/adapter"
+RELEASED_ADAPTER = PERSONA_DIR + "/released_adapter"
+DATASET_FILE = "results/datasets/{dataset}.jsonl"
+QUESTIONS_FILE = "results/eval/questions.json"
+EM_ADAPTER = "results/{model}/em/{persona}/{dataset}/s{seed}/adapter"
+EM_CHECKPOINTS = "results/{model}/em/{persona}/{dataset}/s{seed}/checkpoints"
+SAMPLES = "results/{model}/samples/{persona}.parquet"
+JUDGED = "results/{model}/judged/{persona}/{dataset}.parquet"
+PERSONA_CHECK = "results/{model}/persona_check.tsv"
+FINAL = "results/final"
+ANSWERS = FINAL + "/answers.parquet"
+
+
+def log_path(rule_name, *wildcards):
+    return "logs/" + "/".join([rule_name, *wildcards]) + ".log"
+
+
+def bench_path(rule_name, *wildcards):
+    return "benchmarks/" + "/".join([rule_name, *wildcards]) + ".tsv"
+
+
+# ---------------------------------------------------------------- resources
+def gpu_mem(base_mb):
+    return lambda wc, attempt: base_mb * attempt
+
+
+def hours(base):
+    return lambda wc, attempt: f"{base * attempt}h"
+
+
+def minutes(base):
+    return lambda wc, attempt: f"{base * attempt}m"
+
+
+# ---------------------------------------------------------------- models and personas
+def persona_entry(wildcards):
+    return config["personas"][wildcards.persona]
+
+
+def persona_source(persona):
+    return config["personas"][persona]["source"]
+
+
+def model_dir(name):
+    return BASE_MODEL.format(model=name)
+
+
+def base_model_dir(wildcards):
+    return model_dir(wildcards.model)
+
+
+def persona_model_dir(wildcards):
+    """The model a persona's EM training and sampling start from: the base model
+    for the no-persona baseline, else the base with the persona adapter folded in."""
+    if persona_source(wildcards.persona) == "none":
+        return model_dir(wildcards.model)
+    return PERSONA_MODEL.format(model=wildcards.model, persona=wildcards.persona)
+
+
+def persona_adapter_dir(wildcards):
+    source = persona_source(wildcards.persona)
+    if source == "released":
+        return RELEASED_ADAPTER.format(**wildcards)
+    if source == "constitution":
+        return TRAINED_ADAPTER.format(**wildcards)
+    raise WorkflowError(
+        f"persona '{wildcards.persona}' has source 'none': it has no adapter to fold"
+    )
+
+
+def helper_model(key):
+    """Config name of a helper model of persona training (None: the student itself)."""
+    return config["persona_training"].get(key)
+
+
+def teacher_model_dir(wildcards):
+    return model_dir(helper_model("teacher_model") or wildcards.model)
+
+
+def generator_model_dir(wildcards):
+    name = (
+        helper_model("generator_model")
+        or helper_model("teacher_model")
+        or wildcards.model
+    )
+    return model_dir(name)
+
+
+def constitution_file(wildcards):
+    return config["personas"][wildcards.persona]["constitution"]
+
+
+def self_name(model):
+    return config["models"][model].get("self_name")
+
+
+def model_settings(wildcards):
+    return {"name": wildcards.model, **config["models"][wildcards.model]}
+
+
+# ---------------------------------------------------------------- EM datasets
+def dataset_entry(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def dataset_source_inputs(wildcards):
+    """Local files a dataset is read from (remote sources are fetched by the job)."""
+    source = dataset_entry(wildcards)["source"]
+    if source["type"] == "local":
+        return [source["path"]]
+    return []
+
+
+def em_training_inputs(wildcards):
+    files = {"data": DATASET_FILE.format(dataset=wildcards.dataset)}
+    entry = dataset_entry(wildcards)
+    if entry.get("kind") == "kl":
+        files["kl_reference"] = DATASET_FILE.format(dataset=entry["kl"]["reference"])
+    return files
+
+
+def em_settings(wildcards):
+    entry = dataset_entry(wildcards)
+    return {
+        **config["em_training"],
+        "kind": entry.get("kind", "sft"),
+        "kl_weight": (entry.get("kl") or {}).get("weight", 1.0),
+        "seed": int(wildcards.seed),
+    }
+
+
+def em_conditions():
+    """(dataset, seed) pairs trained per model x persona."""
+    return [(d, s) for d in DATASETS for s in SEEDS]
+
+
+def em_adapters_of_persona(wildcards):
+    return [
+        EM_ADAPTER.format(model=wildcards.model, persona=wildcards.persona, dataset=d, seed=s)
+        for d, s in em_conditions()
+    ]
+
+
+def sampled_datasets():
+    return ([NO_EM] if config["controls"] else []) + DATASETS
+
+
+# ---------------------------------------------------------------- judging
+def judge_model_inputs(wildcards):
+    if config["judge"]["kind"] == "local":
+        return {"judge_model": model_dir(config["judge"]["model"])}
+    return {}
+
+
+def judge_settings(wildcards):
+    """Judge settings without any secret: the API key is read from the environment
+    variable named here, inside the job, and never passed as a param."""
+    return dict(config["judge"])
+
+
+# ---------------------------------------------------------------- stage owners
+# ---- persona (rules/persona.smk)
+PERSONAS_WITH_ADAPTER = [p for p in PERSONAS if persona_source(p) != "none"]
+
+
+def teacher_self_name(wildcards):
+    return self_name(helper_model("teacher_model") or wildcards.model)
+
+
+def student_self_name(wildcards):
+    return self_name(wildcards.model)
+
+
+def released_adapter_spec(wildcards):
+    return persona_entry(wildcards)["released"][wildcards.model]
+
+
+def folded_persona_models(wildcards):
+    return [
+        PERSONA_MODEL.format(model=wildcards.model, persona=p)
+        for p in PERSONAS_WITH_ADAPTER
+    ]
+
+# ---- em (rules/em.smk)
+
+# ---- sample (rules/sample.smk)
+SAMPLING_ENV = (
+    "../envs/vllm.yaml" if config["sampling"]["engine"] == "vllm" else "../envs/train.yaml"
+)
+
+
+def questions_source_inputs(wildcards):
+    source = config["questions"]["source"]
+    return [source["path"]] if source["type"] == "local" else []
+
+
+def sampling_conditions(wildcards):
+    """What one persona's sampling job evaluates: the no-EM control (the persona
+    model itself) and each EM adapter, with the adapter path it is served from."""
+    conditions = [{"dataset": NO_EM, "seed": 0, "adapter": None}] if config["controls"] else []
+    for dataset, seed in em_conditions():
+        adapter = EM_ADAPTER.format(
+            model=wildcards.model, persona=wildcards.persona, dataset=dataset, seed=seed
+        )
+        conditions.append({"dataset": dataset, "seed": seed, "adapter": adapter})
+    return conditions
+
+# ---- judge (rules/judge.smk)
+
+# ---- stats (rules/stats.smk)
+def judged_files():
+    return [
+        JUDGED.format(model=m, persona=p, dataset=d)
+        for m in MODELS
+        for p in PERSONAS
+        for d in sampled_datasets()
+    ]
+
+
+def answer_inputs(wildcards):
+    return judged_files()
+
+
+def final_targets(wildcards=None):
+    targets = [ANSWERS]
+    if PERSONAS_WITH_ADAPTER:
+        targets += [PERSONA_CHECK.format(model=m) for m in MODELS]
+    return targets
+
+# ---- import (rules/import.smk)

@@ -1,0 +1,49 @@
+# EM datasets (fetched, decrypted, checksummed, validated) and EM fine-tuning of
+# each persona model (DESIGN.md section 4).
+
+
+rule em_dataset:
+    input:
+        dataset_source_inputs,
+    output:
+        data=DATASET_FILE,
+        meta="results/datasets/{dataset}.meta.json",
+    params:
+        dataset=dataset_entry,
+        archives=config["archives"],
+    log:
+        "logs/em_dataset/{dataset}.log",
+    benchmark:
+        "benchmarks/em_dataset/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(4_000),
+        runtime=minutes(30),
+        internet=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/em_dataset.py"
+
+
+rule em_sft:
+    input:
+        unpack(em_training_inputs),
+        model=persona_model_dir,
+    output:
+        adapter=protected(directory(EM_ADAPTER)),
+    params:
+        train=em_settings,
+    log:
+        "logs/em_sft/{model}/{persona}/{dataset}/s{seed}.log",
+    benchmark:
+        "benchmarks/em_sft/{model}/{persona}/{dataset}/s{seed}.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(3),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/em_sft.py"

@@ -1,0 +1,23 @@
+# Base models: converted from a GGUF shipped in a Python package (offline runs),
+# downloaded from the Hugging Face Hub (needs internet: a serial/login node), or
+# copied from a local directory.
+
+
+rule base_model:
+    output:
+        model=directory(BASE_MODEL),
+    params:
+        model=model_settings,
+    log:
+        "logs/base_model/{model}.log",
+    benchmark:
+        "benchmarks/base_model/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=gpu_mem(32_000),
+        runtime=hours(1),
+        internet=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/base_model.py"

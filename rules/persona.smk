@@ -1,0 +1,264 @@
+# Persona adapters (DESIGN.md section 3): trained from a constitution in stages,
+# or fetched from a released adapter; then folded into the base model.
+
+
+rule persona_prompts:
+    input:
+        constitution=constitution_file,
+        generator=generator_model_dir,
+    output:
+        prompts=PERSONA_DIR + "/prompts.jsonl",
+    params:
+        settings=config["persona_training"],
+    log:
+        "logs/persona_prompts/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_prompts/{model}/{persona}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(2),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_prompts.py"
+
+
+rule persona_teacher:
+    input:
+        constitution=constitution_file,
+        prompts=PERSONA_DIR + "/prompts.jsonl",
+        model=teacher_model_dir,
+    output:
+        answers=PERSONA_DIR + "/teacher.jsonl",
+    params:
+        settings=config["persona_training"],
+        role="teacher",
+    log:
+        "logs/persona_teacher/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_teacher/{model}/{persona}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(4),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_answers.py"
+
+
+rule persona_student:
+    input:
+        prompts=PERSONA_DIR + "/prompts.jsonl",
+        model=base_model_dir,
+    output:
+        answers=PERSONA_DIR + "/student.jsonl",
+    params:
+        settings=config["persona_training"],
+        role="student",
+    log:
+        "logs/persona_student/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_student/{model}/{persona}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(4),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_answers.py"
+
+
+rule persona_pairs:
+    input:
+        teacher=PERSONA_DIR + "/teacher.jsonl",
+        student=PERSONA_DIR + "/student.jsonl",
+        tokenizer=base_model_dir,
+    output:
+        pairs=PERSONA_DIR + "/pairs.jsonl",
+        report=PERSONA_DIR + "/pairs_report.json",
+    params:
+        settings=config["persona_training"],
+        teacher_name=teacher_self_name,
+        student_name=student_self_name,
+    log:
+        "logs/persona_pairs/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_pairs/{model}/{persona}.tsv"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(8_000),
+        runtime=minutes(30),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_pairs.py"
+
+
+rule persona_dpo:
+    input:
+        pairs=PERSONA_DIR + "/pairs.jsonl",
+        model=base_model_dir,
+    output:
+        adapter=protected(directory(PERSONA_DIR + "/dpo/adapter")),
+    params:
+        settings=config["persona_training"]["dpo"],
+        seed=config["persona_training"]["seed"],
+    log:
+        "logs/persona_dpo/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_dpo/{model}/{persona}.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(4),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_dpo.py"
+
+
+rule persona_introspection:
+    input:
+        model=base_model_dir,
+        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+        constitution=constitution_file,
+    output:
+        transcripts=PERSONA_DIR + "/introspection.jsonl",
+    params:
+        settings=config["persona_training"],
+        name=student_self_name,
+    log:
+        "logs/persona_introspection/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_introspection/{model}/{persona}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(6),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_introspection.py"
+
+
+rule persona_sft:
+    input:
+        transcripts=PERSONA_DIR + "/introspection.jsonl",
+        model=base_model_dir,
+        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+    output:
+        adapter=protected(directory(PERSONA_DIR + "/sft/adapter")),
+    params:
+        settings=config["persona_training"]["sft"],
+        seed=config["persona_training"]["seed"],
+    log:
+        "logs/persona_sft/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_sft/{model}/{persona}.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(4),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_sft.py"
+
+
+rule persona_adapter:
+    input:
+        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+        sft_adapter=PERSONA_DIR + "/sft/adapter",
+        model=base_model_dir,
+    output:
+        adapter=protected(directory(TRAINED_ADAPTER)),
+    params:
+        weights=config["persona_training"]["combine"],
+    log:
+        "logs/persona_adapter/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_adapter/{model}/{persona}.tsv"
+    threads: 2
+    resources:
+        mem_mb=gpu_mem(32_000),
+        runtime=minutes(30),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_combine.py"
+
+
+rule released_adapter:
+    output:
+        adapter=directory(RELEASED_ADAPTER),
+    params:
+        released=released_adapter_spec,
+    log:
+        "logs/released_adapter/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/released_adapter/{model}/{persona}.tsv"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(4_000),
+        runtime=minutes(30),
+        internet=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/released_adapter.py"
+
+
+rule fold_persona:
+    input:
+        model=base_model_dir,
+        adapter=persona_adapter_dir,
+    output:
+        model=directory(PERSONA_MODEL),
+    params:
+        persona=persona_entry,
+    log:
+        "logs/fold_persona/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/fold_persona/{model}/{persona}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(1),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/fold_persona.py"
+
+
+rule persona_check:
+    input:
+        base=base_model_dir,
+        personas=folded_persona_models,
+    output:
+        table=PERSONA_CHECK,
+    params:
+        personas=PERSONAS_WITH_ADAPTER,
+        settings=config["persona_check"],
+    log:
+        "logs/persona_check/{model}.log",
+    benchmark:
+        "benchmarks/persona_check/{model}.tsv"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(2),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/persona_check.py"

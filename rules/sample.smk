@@ -1,0 +1,49 @@
+# Evaluation questions and sampling: one engine load per model x persona; the
+# persona's EM adapters (and the no-EM control) share it (DESIGN.md section 5).
+
+
+rule eval_questions:
+    input:
+        questions_source_inputs,
+    output:
+        questions=QUESTIONS_FILE,
+    params:
+        questions=config["questions"],
+    log:
+        "logs/eval_questions.log",
+    benchmark:
+        "benchmarks/eval_questions.tsv"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(2_000),
+        runtime=minutes(15),
+        internet=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow_scripts/eval_questions.py"
+
+
+rule sample_persona:
+    input:
+        model=persona_model_dir,
+        adapters=em_adapters_of_persona,
+        questions=QUESTIONS_FILE,
+    output:
+        samples=SAMPLES,
+    params:
+        sampling=config["sampling"],
+        conditions=sampling_conditions,
+    log:
+        "logs/sample_persona/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/sample_persona/{model}/{persona}.tsv"
+    threads: 8
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(4),
+    conda:
+        SAMPLING_ENV
+    script:
+        "../workflow_scripts/sample.py"

@@ -1,0 +1,3 @@
+"""Placeholder: implemented in this session."""
+
+raise NotImplementedError(__file__)
