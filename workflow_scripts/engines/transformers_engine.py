@@ -1,0 +1,135 @@
+"""transformers engine: CPU runs and tests (and a GPU fallback).
+
+Batched, left-padded, seeded per batch, `top_k=0` unless asked (transformers
+applies top_k=50 by default). EM adapters are served with peft on the one loaded
+model: `set_adapter` per batch, adapters disabled for the model itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from workflow_scripts.chat import render
+from workflow_scripts.engines.base import (
+    Completion,
+    GenerationRequest,
+    batch_seed,
+    request_batches,
+)
+from workflow_scripts.models import load_model, load_tokenizer
+
+
+class TransformersEngine:
+    name = "transformers"
+
+    def __init__(
+        self,
+        model_dir: str,
+        dtype: str | None = None,
+        device: str | None = None,
+        max_batch_sequences: int = 32,
+    ):
+        import transformers
+
+        self.version = transformers.__version__
+        self.model = load_model(model_dir, dtype=dtype, device=device)
+        self.tokenizer = load_tokenizer(model_dir, padding_side="left")
+        self.loads = 1
+        self.max_batch_sequences = max_batch_sequences
+        self._peft: Any = None
+        self._stop_ids = self._eos_ids()
+
+    def _eos_ids(self) -> list[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = list(ids) if isinstance(ids, list | tuple) else ([ids] if ids is not None else [])
+        if self.tokenizer.eos_token_id is not None and self.tokenizer.eos_token_id not in ids:
+            ids.append(self.tokenizer.eos_token_id)
+        return ids
+
+    def add_adapter(self, name: str, path: str) -> None:
+        from peft import PeftModel
+
+        if self._peft is None:
+            self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self._peft.eval()
+        else:
+            self._peft.load_adapter(path, adapter_name=name)
+
+    @contextlib.contextmanager
+    def _serving(self, adapter: str | None) -> Iterator[Any]:
+        if self._peft is None:
+            if adapter is not None:
+                raise KeyError(f"adapter '{adapter}' was not added to the engine")
+            yield self.model
+        elif adapter is None:
+            with self._peft.disable_adapter():
+                yield self._peft
+        else:
+            self._peft.set_adapter(adapter)
+            yield self._peft
+
+    def generate(
+        self, requests: Iterable[GenerationRequest], skip_keys: set | None = None
+    ) -> Iterator[list[Completion]]:
+        """Yield each batch's completions; batches whose every key is in `skip_keys`
+        (finished before a kill) are skipped without changing the others' seeds."""
+        for batch in request_batches(list(requests), self.max_batch_sequences):
+            if skip_keys and all(r.key in skip_keys for r in batch):
+                continue
+            yield self._generate_batch(batch)
+
+    def _generate_batch(self, batch: list[GenerationRequest]) -> list[Completion]:
+        import torch
+
+        tokenizer = self.tokenizer
+        prompts = [render(tokenizer, list(r.messages)) for r in batch]
+        expanded = [(r, i, p) for r, p in zip(batch, prompts, strict=True) for i in range(r.params.n)]
+        encoded = tokenizer(
+            [p for _, _, p in expanded], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.model.device)
+        params = batch[0].params
+        sample = params.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sample,
+            "pad_token_id": tokenizer.pad_token_id,
+            "eos_token_id": self._stop_ids,
+        }
+        if sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+        torch.manual_seed(batch_seed(batch))
+        with self._serving(batch[0].adapter) as model, torch.inference_mode():
+            output = model.generate(**encoded, **kwargs)
+        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
+        completions = []
+        for (request, sample_idx, prompt), tokens, n_prompt in zip(
+            expanded, new_tokens, prompt_lengths, strict=True
+        ):
+            end = next((j for j, t in enumerate(tokens) if t in self._stop_ids), None)
+            kept = tokens if end is None else tokens[:end]
+            completions.append(
+                Completion(
+                    key=request.key,
+                    sample_idx=sample_idx,
+                    text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                    finish_reason="length" if end is None else "stop",
+                    n_prompt_tokens=int(n_prompt),
+                    n_completion_tokens=len(kept) + (0 if end is None else 1),
+                    prompt=prompt,
+                )
+            )
+        return completions
+
+
+def load_engine(kind: str, model_dir: str, **options: Any) -> Any:
+    """The engine of a run: `transformers` or `vllm` (imported only when used)."""
+    if kind == "transformers":
+        return TransformersEngine(model_dir, **options)
+    if kind == "vllm":
+        from workflow_scripts.engines.vllm_engine import VllmEngine
+
+        return VllmEngine(model_dir, **options)
+    raise ValueError(f"sampling.engine: unknown engine '{kind}'; expected transformers or vllm")
