@@ -126,3 +126,17 @@ def require_difference(divergence: dict[str, float], what: str, min_kl: float = 
             f"{what}: next-token distribution equals the parent model's on the probe prompts "
             f"(mean KL {divergence['kl_mean']:.2e} < {min_kl:g}); the adapter had no effect"
         )
+
+
+def composition_of(model_dir: str | os.PathLike) -> Composition:
+    """The composition of a model directory: its composition.json, or, for a base
+    model built by the base_model rule, the base alone."""
+    from workflow_scripts.models import model_info
+
+    model_dir = Path(model_dir)
+    if (model_dir / COMPOSITION_FILE).exists():
+        return read_composition(model_dir)
+    info = model_info(model_dir)
+    if not info:
+        raise CompositionError(f"{model_dir}: neither {COMPOSITION_FILE} nor model info found")
+    return Composition(info["model"], info["identity"], info["weights_sha256"])

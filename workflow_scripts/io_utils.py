@@ -170,6 +170,10 @@ class ResumableJsonl:
         """Move the complete output into place (sorted, for run-to-run equality)."""
         rows = sorted(self.rows, key=sort_key) if sort_key else self.rows
         write_jsonl_atomic(self.final, rows)
+        self.discard_partial()
+        return rows
+
+    def discard_partial(self) -> None:
+        """Drop the partial file once the final output (of any format) is in place."""
         if self.partial.exists():
             self.partial.unlink()
-        return rows
