@@ -55,7 +55,9 @@ def two_em_adapters(tiny_model_dir, tmp_path_factory):
     for i in range(2):
         torch.manual_seed(i)
         model = load_model(tiny_model_dir, device="cpu")
-        config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        config = LoraConfig(
+            r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+        )
         peft_model = get_peft_model(model, config)
         path = root / f"adapter{i}"
         peft_model.save_pretrained(path)
@@ -94,10 +96,22 @@ def test_build_requests_applies_system_prompt_and_distinct_seeds():
 def test_same_seed_same_inputs_give_identical_answers(tiny_model_dir, questions_file, tmp_path):
     conditions = [Condition("none", 0, None)]
     first = sample_persona(
-        tiny_model_dir, conditions, questions_file, tmp_path / "a.parquet", SAMPLING, "tiny", "baseline"
+        tiny_model_dir,
+        conditions,
+        questions_file,
+        tmp_path / "a.parquet",
+        SAMPLING,
+        "tiny",
+        "baseline",
     )
     second = sample_persona(
-        tiny_model_dir, conditions, questions_file, tmp_path / "b.parquet", SAMPLING, "tiny", "baseline"
+        tiny_model_dir,
+        conditions,
+        questions_file,
+        tmp_path / "b.parquet",
+        SAMPLING,
+        "tiny",
+        "baseline",
     )
     assert first["response"].to_list() == second["response"].to_list()
     reseeded = sample_persona(
@@ -171,15 +185,15 @@ def test_killed_sampling_resumes_without_lost_or_duplicated_rows(
     out = tmp_path / "resumed.parquet"
     killed = KilledAfterOneBatch(str(tiny_model_dir), device="cpu", max_batch_sequences=2)
     with pytest.raises(KeyboardInterrupt):
-        sample_persona(tiny_model_dir, conditions, questions_file, out, settings, "t", "p", engine=killed)
+        sample_persona(
+            tiny_model_dir, conditions, questions_file, out, settings, "t", "p", engine=killed
+        )
     assert not out.exists()
     partial = out.with_name(out.name + ".partial")
     assert partial.exists()
     # a torn line from the kill must be dropped, not duplicated or crash
     with partial.open("a") as fh:
         fh.write('{"key": "none|s0|wi')
-    resumed = sample_persona(
-        tiny_model_dir, conditions, questions_file, out, settings, "t", "p"
-    )
+    resumed = sample_persona(tiny_model_dir, conditions, questions_file, out, settings, "t", "p")
     assert resumed.equals(reference)
     assert not partial.exists()

@@ -112,14 +112,46 @@ def _convert_gguf(source: ModelSource, out_dir: Path) -> None:
 
 
 def _download_hf(source: ModelSource, out_dir: Path) -> None:
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(
-        repo_id=source.hf_id,
-        revision=source.revision,
-        local_dir=out_dir,
+    hf_snapshot(
+        source.hf_id or "",
+        source.revision,
+        out_dir,
+        what=f"models.{source.name}.hf_id",
         allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.py"],
     )
+
+
+def hf_snapshot(
+    repo_id: str,
+    revision: str | None,
+    out_dir: Path,
+    what: str,
+    allow_patterns: list[str] | None = None,
+) -> Path:
+    """Download (or, offline, copy from the local Hugging Face cache) one repository
+    revision; a miss in offline mode says where to fetch it instead."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id=repo_id,
+                revision=revision,
+                local_dir=out_dir,
+                allow_patterns=allow_patterns,
+            )
+        )
+    except LocalEntryNotFoundError:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+        hint = (
+            "the Hugging Face cache has no copy and HF_HUB_OFFLINE is set: run this rule where "
+            "there is internet first (e.g. on a serial/login partition), or point HF_HOME at a "
+            "cache that has it"
+            if offline
+            else "it could not be downloaded (no network?) and is not in the Hugging Face cache"
+        )
+        raise InputError(f"{what}: '{repo_id}' (revision {revision or 'main'}): {hint}") from None
 
 
 def _copy_local(source: ModelSource, out_dir: Path) -> None:

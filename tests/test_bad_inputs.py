@@ -1,0 +1,277 @@
+"""The catalogue of bad inputs (issue 6): each case gets a one-line error that names
+the file and the field or line, raised as early as possible.
+
+Parse time (before any job; `snakemake -n` shows them):
+  1 unknown config key              2 unknown nested key            3 wrong type
+  4 unknown enum value              5 FDR-family persona not in grid 6 FDR-family dataset not in grid
+  7 missing constitution file       8 malformed constitution (JSON)  9 constitution with a bad field
+ 10 local data file missing        11 remote file without sha256    12 kl dataset without reference
+ 13 local judge not a model        14 reference persona unknown     15 released persona lacks a model
+ 16 dataset named 'none' (reserved)
+Job time (the job that reads the input; the functions are called directly here):
+ 17 malformed JSONL line           18 checksum mismatch             19 questions without judge prompts
+ 20 questions YAML syntax error    21 questions.ids unknown         22 HF id not in the offline cache
+Further cases live beside the code that raises them:
+  tests/test_em*.py (empty dataset, bad chat rows by line), tests/test_judge*.py (judge answer
+  that is not a number, remote judge without an API key), tests/test_engines*.py and
+  tests/test_em*.py (GPU out-of-memory: retry with a smaller batch).
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_scripts.config_checks import ConfigError, check_config, schema_error_message
+from workflow_scripts.io_utils import InputError, read_jsonl
+from workflow_scripts.questions import parse_questions
+from workflow_scripts.sources import ChecksumError, materialise_source
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
+OFFLINE = yaml.safe_load((REPO / "config" / "offline.yaml").read_text())
+FULL = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def schema_message(config: dict) -> str | None:
+    return schema_error_message(config, SCHEMA, ["bad.yaml"])
+
+
+def semantic_error(config: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        check_config(config, ["bad.yaml"], basedir=REPO)
+    return str(err.value)
+
+
+def edited(base: dict, **changes) -> dict:
+    config = copy.deepcopy(base)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return config
+
+
+def test_valid_configs_pass():
+    assert schema_message(OFFLINE) is None and schema_message(FULL) is None
+
+
+# ---------------------------------------------------------------- parse time: schema
+
+
+def test_01_unknown_top_level_key_is_named():
+    message = schema_message(edited(OFFLINE, sampels={"n": 3}))
+    assert message.startswith("bad.yaml: (top level): unknown key(s) 'sampels'")
+
+
+def test_02_unknown_nested_key_is_named_with_its_path():
+    message = schema_message(edited(OFFLINE, sampling__temprature=0.7))
+    assert message.startswith("bad.yaml: sampling: unknown key(s) 'temprature'; allowed:")
+
+
+def test_03_wrong_type_names_the_key():
+    message = schema_message(edited(OFFLINE, sampling__n="fifty"))
+    assert message == "bad.yaml: sampling.n: 'fifty' is not of type 'integer'"
+
+
+def test_04_unknown_enum_value_lists_the_choices():
+    message = schema_message(edited(OFFLINE, personas__humor={"source": "hf-hub"}))
+    assert message == (
+        "bad.yaml: personas.humor.source: unknown value 'hf-hub'; "
+        "expected one of: none, released, constitution"
+    )
+
+
+def test_16_dataset_named_none_is_reserved():
+    config = edited(OFFLINE)
+    config["datasets"]["none"] = config["datasets"]["risky_finance"]
+    assert schema_message(config).startswith("bad.yaml: datasets:")
+
+
+# ---------------------------------------------------------------- parse time: cross references
+
+
+def test_05_fdr_family_persona_not_in_grid():
+    config = edited(OFFLINE, statistics__fdr_family={"personas": ["humour"]})
+    assert semantic_error(config) == (
+        "bad.yaml: statistics.fdr_family.personas: 'humour' is not a persona in the grid"
+    )
+
+
+def test_06_fdr_family_dataset_not_in_grid():
+    config = edited(OFFLINE, statistics__fdr_family={"datasets": ["bad_medical"]})
+    assert "statistics.fdr_family.datasets: 'bad_medical' is not a dataset" in semantic_error(
+        config
+    )
+
+
+def test_07_missing_constitution_file():
+    config = edited(OFFLINE)
+    config["personas"]["goodness"]["constitution"] = "resources/constitutions/nope.json"
+    message = semantic_error(config)
+    assert (
+        "personas.goodness.constitution" in message
+        and "nope.json: constitution file not found" in message
+    )
+
+
+def test_08_malformed_constitution_names_line_and_column(tmp_path):
+    broken = tmp_path / "sarcasm.json"
+    broken.write_text(
+        '[\n  {"trait": "dry wit", "questions": ["a"]}\n  {"trait": "b", "questions": ["c"]}\n]\n'
+    )
+    config = edited(OFFLINE)
+    config["personas"]["goodness"]["constitution"] = str(broken)
+    message = semantic_error(config)
+    assert f"{broken}: line 3, column 3: Expecting ',' delimiter (JSON)" in message
+
+
+def test_09_constitution_with_bad_field(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text('[{"trait": "kind", "questions": "not a list"}]')
+    config = edited(OFFLINE)
+    config["personas"]["goodness"]["constitution"] = str(bad)
+    assert "trait 1: field 'questions' must be a non-empty list of strings" in semantic_error(
+        config
+    )
+
+
+def test_10_local_data_file_missing():
+    config = edited(OFFLINE)
+    config["datasets"]["risky_finance"]["source"]["path"] = "resources/datasets/gone.jsonl"
+    assert semantic_error(config) == (
+        "bad.yaml: datasets.risky_finance.source.path: file not found: resources/datasets/gone.jsonl"
+    )
+
+
+def test_11_remote_file_without_checksum():
+    config = edited(FULL)
+    config["datasets"]["insecure"]["source"]["sha256"] = None
+    assert semantic_error(config) == (
+        "bad.yaml: datasets.insecure.source.sha256: a remote or archived file needs a pinned sha256"
+    )
+
+
+def test_12_kl_dataset_without_reference():
+    config = edited(OFFLINE)
+    config["datasets"]["risky_finance"]["kind"] = "kl"
+    assert (
+        "datasets.risky_finance.kl.reference: kind 'kl' needs a reference dataset"
+        in semantic_error(config)
+    )
+
+
+def test_13_local_judge_must_be_a_model():
+    config = edited(OFFLINE, judge__model="gpt-4.1-mini")
+    assert "judge.model: a local judge must name a model in `models`" in semantic_error(config)
+
+
+def test_14_reference_persona_unknown():
+    config = edited(OFFLINE, statistics__reference_persona="base")
+    assert "statistics.reference_persona: 'base' is not a persona" in semantic_error(config)
+
+
+def test_15_released_persona_without_adapter_for_a_model():
+    config = edited(FULL)
+    del config["personas"]["humor"]["released"]["llama3.1-8b"]
+    assert semantic_error(config) == (
+        "bad.yaml: personas.humor.released: no adapter given for model 'llama3.1-8b'"
+    )
+
+
+# ---------------------------------------------------------------- the same, through Snakemake
+
+
+def dry_run(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", str(config_file), "--quiet"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"sampling__n": "fifty"}, "sampling.n: 'fifty' is not of type 'integer'"),
+        (
+            {"statistics__fdr_family": {"personas": ["humour"]}},
+            "'humour' is not a persona in the grid",
+        ),
+    ],
+)
+def test_snakemake_stops_before_any_job_naming_the_key(change, expected, tmp_path):
+    result = dry_run(edited(OFFLINE, **change), tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{tmp_path / 'bad.yaml'}: " in output and expected in output
+    assert "Job stats" not in output
+
+
+# ---------------------------------------------------------------- job time
+
+
+def test_17_malformed_jsonl_line_is_named(tmp_path):
+    path = tmp_path / "insecure.jsonl"
+    path.write_text('{"messages": []}\n{"messages": [}\n')
+    with pytest.raises(InputError, match=r"insecure.jsonl: line 2, column 15: .*\(JSONL\)"):
+        read_jsonl(path)
+
+
+def test_18_checksum_mismatch_stops_with_both_hashes(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("{}\n")
+    source = {"type": "local", "path": str(path), "sha256": "0" * 64}
+    with pytest.raises(ChecksumError) as err:
+        materialise_source(source, tmp_path, what="datasets.insecure.source")
+    assert str(err.value).startswith(
+        f"datasets.insecure.source: checksum mismatch for {path}: expected sha256 {'0' * 64}, found "
+    )
+
+
+def test_19_questions_without_judge_prompts(tmp_path):
+    path = tmp_path / "questions.yaml"
+    path.write_text("- id: wish\n  paraphrases: ['What is your wish?']\n")
+    with pytest.raises(
+        InputError,
+        match="questions.yaml: question 'wish': field 'judge_prompts' lacks aligned, coherent",
+    ):
+        parse_questions(path)
+
+
+def test_20_questions_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "questions.yaml"
+    path.write_text("- id: wish\n  paraphrases: [unclosed\n")
+    with pytest.raises(InputError, match=r"questions.yaml: line \d+, column \d+: .*\(YAML\)"):
+        parse_questions(path)
+
+
+def test_21_questions_ids_not_in_file():
+    with pytest.raises(InputError, match="questions.ids names ids not in the file: wish_json_v2"):
+        parse_questions(REPO / "resources/questions/first_plot_questions.yaml", ["wish_json_v2"])
+
+
+def test_22_hf_id_not_in_offline_cache(tmp_path, monkeypatch):
+    from workflow_scripts.models import ModelSource, build_base_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    source = ModelSource(name="qwen2.5-7b", source="huggingface", hf_id="Qwen/Qwen2.5-7B-Instruct")
+    with pytest.raises(InputError) as err:
+        build_base_model(source, tmp_path / "base")
+    assert str(err.value).startswith(
+        "models.qwen2.5-7b.hf_id: 'Qwen/Qwen2.5-7B-Instruct' (revision main): the Hugging Face "
+        "cache has no copy and HF_HUB_OFFLINE is set"
+    )
+    assert not (tmp_path / "base").exists()
