@@ -20,6 +20,7 @@ Further cases live beside the code that raises them:
 from __future__ import annotations
 
 import copy
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -245,7 +246,9 @@ def test_19_questions_without_judge_prompts(tmp_path):
     path.write_text("- id: wish\n  paraphrases: ['What is your wish?']\n")
     with pytest.raises(
         InputError,
-        match="questions.yaml: question 'wish': field 'judge_prompts' lacks aligned, coherent",
+        match=re.escape(
+            "questions.yaml: question 'wish': field 'judge_prompts' lacks aligned, coherent"
+        ),
     ):
         parse_questions(path)
 
@@ -258,7 +261,9 @@ def test_20_questions_yaml_syntax_error_names_line(tmp_path):
 
 
 def test_21_questions_ids_not_in_file():
-    with pytest.raises(InputError, match="questions.ids names ids not in the file: wish_json_v2"):
+    with pytest.raises(
+        InputError, match=re.escape("questions.ids names ids not in the file: wish_json_v2")
+    ):
         parse_questions(REPO / "resources/questions/first_plot_questions.yaml", ["wish_json_v2"])
 
 

@@ -4,6 +4,7 @@ composition records."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -54,7 +55,9 @@ def test_read_jsonl_names_file_and_line(tmp_path):
     with pytest.raises(InputError, match=r"data.jsonl: line 3, column \d+: .*\(JSONL\)"):
         read_jsonl(path)
     path.write_text('{"a": 1}\n[1, 2]\n')
-    with pytest.raises(InputError, match="data.jsonl: line 2: expected a JSON object, found list"):
+    with pytest.raises(
+        InputError, match=re.escape("data.jsonl: line 2: expected a JSON object, found list")
+    ):
         read_jsonl(path)
 
 
