@@ -13,14 +13,19 @@ from snakemake.utils import validate
 REPO = Path(workflow.basedir).resolve()
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-if str(REPO) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+_PYTHONPATH = os.environ.get("PYTHONPATH", "")
+if str(REPO) not in _PYTHONPATH.split(os.pathsep):
+    os.environ.update(
+        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), _PYTHONPATH) if p)
     )
 
 import yaml
 
-from workflow_scripts.config_checks import ConfigError, check_config, schema_error_message
+from workflow_scripts.config_checks import (
+    ConfigError,
+    check_config,
+    schema_error_message,
+)
 
 CONFIG_FILES = [str(f) for f in workflow.configfiles] or ["config"]
 _SCHEMA = REPO / "config" / "schema.yaml"
@@ -53,9 +58,9 @@ wildcard_constraints:
 # ---------------------------------------------------------------- paths
 BASE_MODEL = "results/{model}/base/model"
 PERSONA_DIR = "results/{model}/persona/{persona}"
-PERSONA_MODEL = PERSONA_DIR + "/model"
-TRAINED_ADAPTER = PERSONA_DIR + "/adapter"
-RELEASED_ADAPTER = PERSONA_DIR + "/released_adapter"
+PERSONA_MODEL = "results/{model}/persona/{persona}/model"
+TRAINED_ADAPTER = "results/{model}/persona/{persona}/adapter"
+RELEASED_ADAPTER = "results/{model}/persona/{persona}/released_adapter"
 DATASET_FILE = "results/datasets/{dataset}.jsonl"
 QUESTIONS_FILE = "results/eval/questions.json"
 EM_ADAPTER = "results/{model}/em/{persona}/{dataset}/s{seed}/adapter"
@@ -64,15 +69,7 @@ SAMPLES = "results/{model}/samples/{persona}.parquet"
 JUDGED = "results/{model}/judged/{persona}/{dataset}.parquet"
 PERSONA_CHECK = "results/{model}/persona_check.tsv"
 FINAL = "results/final"
-ANSWERS = FINAL + "/answers.parquet"
-
-
-def log_path(rule_name, *wildcards):
-    return "logs/" + "/".join([rule_name, *wildcards]) + ".log"
-
-
-def bench_path(rule_name, *wildcards):
-    return "benchmarks/" + "/".join([rule_name, *wildcards]) + ".tsv"
+ANSWERS = "results/final/answers.parquet"
 
 
 # ---------------------------------------------------------------- resources
@@ -192,7 +189,9 @@ def em_conditions():
 
 def em_adapters_of_persona(wildcards):
     return [
-        EM_ADAPTER.format(model=wildcards.model, persona=wildcards.persona, dataset=d, seed=s)
+        EM_ADAPTER.format(
+            model=wildcards.model, persona=wildcards.persona, dataset=d, seed=s
+        )
         for d, s in em_conditions()
     ]
 
@@ -237,11 +236,14 @@ def folded_persona_models(wildcards):
         for p in PERSONAS_WITH_ADAPTER
     ]
 
+
 # ---- em (rules/em.smk)
 
 # ---- sample (rules/sample.smk)
 SAMPLING_ENV = (
-    "../envs/vllm.yaml" if config["sampling"]["engine"] == "vllm" else "../envs/train.yaml"
+    "../envs/vllm.yaml"
+    if config["sampling"]["engine"] == "vllm"
+    else "../envs/train.yaml"
 )
 
 
@@ -253,7 +255,9 @@ def questions_source_inputs(wildcards):
 def sampling_conditions(wildcards):
     """What one persona's sampling job evaluates: the no-EM control (the persona
     model itself) and each EM adapter, with the adapter path it is served from."""
-    conditions = [{"dataset": NO_EM, "seed": 0, "adapter": None}] if config["controls"] else []
+    conditions = (
+        [{"dataset": NO_EM, "seed": 0, "adapter": None}] if config["controls"] else []
+    )
     for dataset, seed in em_conditions():
         adapter = EM_ADAPTER.format(
             model=wildcards.model, persona=wildcards.persona, dataset=dataset, seed=seed
@@ -261,7 +265,9 @@ def sampling_conditions(wildcards):
         conditions.append({"dataset": dataset, "seed": seed, "adapter": adapter})
     return conditions
 
+
 # ---- judge (rules/judge.smk)
+
 
 # ---- stats (rules/stats.smk)
 def judged_files():

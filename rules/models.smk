@@ -6,18 +6,18 @@
 rule base_model:
     output:
         model=directory(BASE_MODEL),
-    params:
-        model=model_settings,
     log:
         "logs/base_model/{model}.log",
     benchmark:
         "benchmarks/base_model/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 2
     resources:
         mem_mb=gpu_mem(32_000),
         runtime=hours(1),
         internet=1,
-    conda:
-        "../envs/train.yaml"
+    params:
+        model=model_settings,
     script:
         "../workflow_scripts/base_model.py"

@@ -7,19 +7,19 @@ rule eval_questions:
         questions_source_inputs,
     output:
         questions=QUESTIONS_FILE,
-    params:
-        questions=config["questions"],
     log:
         "logs/eval_questions.log",
     benchmark:
         "benchmarks/eval_questions.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(2_000),
         runtime=minutes(15),
         internet=1,
-    conda:
-        "../envs/train.yaml"
+    params:
+        questions=config["questions"],
     script:
         "../workflow_scripts/eval_questions.py"
 
@@ -31,19 +31,19 @@ rule sample_persona:
         questions=QUESTIONS_FILE,
     output:
         samples=SAMPLES,
-    params:
-        sampling=config["sampling"],
-        conditions=sampling_conditions,
     log:
         "logs/sample_persona/{model}/{persona}.log",
     benchmark:
         "benchmarks/sample_persona/{model}/{persona}.tsv"
+    conda:
+        SAMPLING_ENV
     threads: 8
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
-    conda:
-        SAMPLING_ENV
+    params:
+        sampling=config["sampling"],
+        conditions=sampling_conditions,
     script:
         "../workflow_scripts/sample.py"
