@@ -4,6 +4,7 @@ composition records."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -191,3 +192,32 @@ def test_require_difference_refuses_an_unchanged_model():
         require_difference(same, "persona goodness")
     shifted = torch.log_softmax(logprobs + torch.randn(3, 10), dim=-1)
     require_difference(logit_divergence(shifted, logprobs), "persona goodness")
+
+
+def test_atomic_outputs_get_the_usual_permissions(tmp_path):
+    import stat
+
+    final = tmp_path / "out.txt"
+    with atomic_path(final) as tmp:
+        tmp.write_text("x")
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "w").write_text("x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(final.stat().st_mode) == 0o666 & ~mask
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~mask
+
+
+def test_rule_scripts_have_no_future_import():
+    """Snakemake prepends a preamble to `script:` files, so `from __future__` there is a
+    SyntaxError at run time (snakemake 9)."""
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    scripts = set()
+    for smk in (repo / "rules").glob("*.smk"):
+        scripts |= set(re.findall(r'"\.\./(workflow_scripts/[\w/]+\.py)"', smk.read_text()))
+    assert scripts
+    offenders = [s for s in sorted(scripts) if "from __future__" in (repo / s).read_text()]
+    assert offenders == []
