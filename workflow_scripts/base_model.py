@@ -1,7 +1,5 @@
 """Rule base_model: materialise the base model as a safetensors directory."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 

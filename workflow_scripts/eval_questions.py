@@ -1,8 +1,6 @@
 """Evaluation questions: fetch (or read), verify the checksum, parse and keep the
 evaluated ids, written as JSON for sampling and judging."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 

@@ -5,8 +5,6 @@ Rows are written in chunks to a resumable partial file; a killed job resumes whe
 it stopped and the final Parquet equals an uninterrupted run's.
 """
 
-from __future__ import annotations
-
 import hashlib
 import json
 import logging
@@ -60,7 +58,9 @@ def build_requests(
             requests.append(
                 GenerationRequest(
                     key=key,
-                    messages=tuple(messages_for(question["paraphrases"][0], question.get("system"))),
+                    messages=tuple(
+                        messages_for(question["paraphrases"][0], question.get("system"))
+                    ),
                     params=params,
                     seed=request_seed(sampling["seed"], key),
                     adapter=condition.adapter_name,
