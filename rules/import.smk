@@ -12,9 +12,9 @@ rule import_first_study:
     params:
         settings=first_study_import_settings,
     log:
-        "logs/import_first_study.log",
+        log_path("first_study", "import"),
     benchmark:
-        "benchmarks/import_first_study.tsv"
+        bench_path("first_study", "import")
     threads: 1
     resources:
         mem_mb=gpu_mem(4_000),
@@ -37,9 +37,9 @@ rule first_study_reproduction:
     params:
         settings=first_study_report_settings,
     log:
-        "logs/first_study_reproduction.log",
+        log_path("first_study", "reproduction"),
     benchmark:
-        "benchmarks/first_study_reproduction.tsv"
+        bench_path("first_study", "reproduction")
     threads: 1
     resources:
         mem_mb=gpu_mem(8_000),

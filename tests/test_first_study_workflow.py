@@ -69,7 +69,7 @@ def test_import_only_workflow_writes_the_reproduction(tmp_path, policy):
         tmp_path / "results/final/tables/judge_reliability.tsv", separator="\t"
     )
     assert set(reliability["dataset"]) == {"insecure", "(all)"}
-    log = (tmp_path / "logs" / "import_first_study.log").read_text()
+    log = (tmp_path / "logs" / "first_study" / "import.log").read_text()
     assert "8 judge-run files, 6 conditions (2 judged more than once), 48 judged answers" in log
 
 
