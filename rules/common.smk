@@ -289,17 +289,18 @@ def final_targets(wildcards=None):
         targets += [PERSONA_CHECK.format(model=m) for m in MODELS]
     return targets
 
+
 # ---- import (rules/import.smk)
 FIRST_STUDY = config.get("first_study") or {}
 IMPORTING = bool(FIRST_STUDY.get("archive") or FIRST_STUDY.get("directory"))
 IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"
 IMPORTED_RUNS = "results/imported/first_study_runs.parquet"
 REPRODUCTION = {
-    "report": FINAL + "/tables/reproduction.md",
-    "persona_table": FINAL + "/tables/reproduction_persona_table.tsv",
-    "comparisons": FINAL + "/tables/reproduction_comparisons.tsv",
-    "persona_effect": FINAL + "/tables/persona_effect.tsv",
-    "reliability": FINAL + "/tables/judge_reliability.tsv",
+    "report": "results/final/tables/reproduction.md",
+    "persona_table": "results/final/tables/reproduction_persona_table.tsv",
+    "comparisons": "results/final/tables/reproduction_comparisons.tsv",
+    "persona_effect": "results/final/tables/persona_effect.tsv",
+    "reliability": "results/final/tables/judge_reliability.tsv",
 }
 
 

@@ -9,18 +9,18 @@ rule import_first_study:
     output:
         answers=IMPORTED_ANSWERS,
         runs=IMPORTED_RUNS,
-    params:
-        settings=first_study_import_settings,
     log:
-        log_path("first_study", "import"),
+        "logs/first_study/import.log",
     benchmark:
-        bench_path("first_study", "import")
+        "benchmarks/first_study/import.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(4_000),
         runtime=minutes(20),
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        settings=first_study_import_settings,
     script:
         "../workflow_scripts/first_study_import.py"
 
@@ -34,17 +34,17 @@ rule first_study_reproduction:
         comparisons=REPRODUCTION["comparisons"],
         persona_effect=REPRODUCTION["persona_effect"],
         reliability=REPRODUCTION["reliability"],
-    params:
-        settings=first_study_report_settings,
     log:
-        log_path("first_study", "reproduction"),
+        "logs/first_study/reproduction.log",
     benchmark:
-        bench_path("first_study", "reproduction")
+        "benchmarks/first_study/reproduction.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(8_000),
         runtime=minutes(30),
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        settings=first_study_report_settings,
     script:
         "../workflow_scripts/first_study_report.py"
