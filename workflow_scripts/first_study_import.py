@@ -389,7 +389,11 @@ def main(smk: Any) -> None:
     settings = ImportSettings.from_config(
         params["first_study"], personas=params["personas"], datasets=params["datasets"]
     )
-    answers, runs = import_first_study(smk.input.source, settings)
+    try:
+        answers, runs = import_first_study(smk.input.source, settings)
+    except InputError as err:
+        log.error("%s", err)  # the job's log names the bad file too, not only stderr
+        raise
     for line in summary_lines(answers, runs, settings.policy):
         log.info(line)
     write_parquet_atomic(runs, smk.output.runs)
