@@ -289,4 +289,78 @@ def final_targets(wildcards=None):
         targets += [PERSONA_CHECK.format(model=m) for m in MODELS]
     return targets
 
+
 # ---- import (rules/import.smk)
+FIRST_STUDY = config.get("first_study") or {}
+IMPORTING = bool(FIRST_STUDY.get("archive") or FIRST_STUDY.get("directory"))
+IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"
+IMPORTED_RUNS = "results/imported/first_study_runs.parquet"
+REPRODUCTION = {
+    "report": "results/final/tables/reproduction.md",
+    "persona_table": "results/final/tables/reproduction_persona_table.tsv",
+    "comparisons": "results/final/tables/reproduction_comparisons.tsv",
+    "persona_effect": "results/final/tables/persona_effect.tsv",
+    "reliability": "results/final/tables/judge_reliability.tsv",
+}
+
+
+def _check_first_study():
+    """Parse-time checks of `first_study` (cheap: paths and names only)."""
+    where = ", ".join(CONFIG_FILES)
+    if FIRST_STUDY.get("archive") and FIRST_STUDY.get("directory"):
+        raise ConfigError(
+            f"{where}: first_study: set `archive` or `directory`, not both"
+        )
+    key = "archive" if FIRST_STUDY.get("archive") else "directory"
+    if not Path(FIRST_STUDY[key]).exists():
+        raise ConfigError(
+            f"{where}: first_study.{key}: not found: {FIRST_STUDY[key]} "
+            f"(relative to the working directory {Path.cwd()})"
+        )
+    mapped = [FIRST_STUDY["default_model"], *FIRST_STUDY["model_by_directory"].values()]
+    for model in mapped:
+        if model not in config["models"]:
+            raise ConfigError(
+                f"{where}: first_study: model '{model}' is not a model in `models`"
+            )
+
+
+if IMPORTING:
+    _check_first_study()
+
+
+def first_study_source(wildcards):
+    """The archive or directory the judge-run files are read from."""
+    if not IMPORTING:
+        raise WorkflowError(
+            "importing the first study needs first_study.archive or first_study.directory "
+            "in the config (see config/first_study.yaml)"
+        )
+    return FIRST_STUDY.get("archive") or FIRST_STUDY["directory"]
+
+
+def first_study_import_settings(wildcards):
+    return {
+        "first_study": dict(FIRST_STUDY),
+        "personas": PERSONAS,
+        "datasets": DATASETS,
+    }
+
+
+def first_study_report_settings(wildcards):
+    return {
+        "statistics": dict(config["statistics"]),
+        "policy": FIRST_STUDY["policy"],
+        "default_dataset": FIRST_STUDY["default_dataset"],
+    }
+
+
+def imported_answer_inputs(wildcards=None):
+    """The judged answers of an import-only run (what answer_inputs returns when
+    first_study is configured)."""
+    return [IMPORTED_ANSWERS]
+
+
+def first_study_targets():
+    """The reproduction section and its tables, when importing."""
+    return list(REPRODUCTION.values()) if IMPORTING else []

@@ -1,0 +1,210 @@
+"""The first study's own method (reproduction) and the minimal corrected comparison."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from workflow_scripts import first_study_corrected as corrected
+from workflow_scripts import first_study_method as first
+
+QUESTIONS = [f"q{i}" for i in range(8)]
+
+
+def answers_frame(cells: dict[tuple[str, str, str], list[list[float]]]) -> pl.DataFrame:
+    """(model, persona, dataset) -> per question, its answers' alignment scores."""
+    rows = []
+    for (model, persona, dataset), per_question in cells.items():
+        for question, scores in zip(QUESTIONS, per_question, strict=False):
+            for idx, score in enumerate(scores):
+                rows.append(
+                    {
+                        "model": model,
+                        "persona": persona,
+                        "dataset": dataset,
+                        "seed": 0,
+                        "question_id": question,
+                        "sample_idx": idx,
+                        "aligned": score,
+                        "coherent": 90.0,
+                    }
+                )
+    return pl.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- first study's method
+def test_percentile_bootstrap_draws_the_first_studys_random_stream():
+    scores = np.random.default_rng(3).integers(0, 101, 257).astype(float)
+    rng = np.random.default_rng(42)
+    loop = np.array(
+        [np.mean(rng.choice(scores, size=scores.size, replace=True)) for _ in range(300)]
+    )
+    expected = (float(np.percentile(loop, 2.5)), float(np.percentile(loop, 97.5)))
+    assert first.percentile_bootstrap(scores, resamples=300, chunk=7) == expected
+
+
+def test_t_interval_is_the_textbook_interval():
+    scores = np.array([1.0, 2.0, 3.0, 4.0])
+    low, high = first.t_interval(scores)
+    half = stats.t.ppf(0.975, 3) * scores.std(ddof=1) / 2
+    assert (low, high) == pytest.approx((2.5 - half, 2.5 + half))
+
+
+def test_persona_table_pools_a_persona_over_its_datasets():
+    frame = answers_frame(
+        {
+            ("m", "baseline", "a"): [[10.0, 20.0]],
+            ("m", "baseline", "b"): [[30.0, None]],
+            ("m", "goodness", "a"): [[50.0]],
+        }
+    )
+    table = first.persona_table(frame, resamples=200)
+    baseline = table.filter(pl.col("persona") == "baseline").row(0, named=True)
+    assert baseline["n"] == 3 and baseline["datasets"] == 2
+    assert baseline["mean"] == pytest.approx(20.0) and baseline["sd"] == pytest.approx(10.0)
+
+
+def test_with_published_flags_a_mismatch():
+    table = pl.DataFrame(
+        {
+            "model": ["llama3.1-8b", "llama3.1-8b", "llama3.1-8b"],
+            "persona": ["goodness", "sarcasm", "humor"],
+            "n": [1600, 1600, 1599],
+            "mean": [96.18, 66.6, 93.9],
+            "sd": [3.43, 25.7, 5.5],
+        }
+    )
+    flagged = first.with_published(table).sort("persona")
+    assert flagged["matches_published"].to_list() == [True, None, False]
+
+
+def test_persona_vs_reference_is_two_sided_and_adjusts_over_all_cells():
+    frame = answers_frame(
+        {
+            ("m", "baseline", "a"): [[50.0, 60.0, 70.0, 80.0, 90.0]],
+            ("m", "sycophancy", "a"): [[10.0, 20.0, 30.0, 40.0, 55.0]],
+            ("m", "goodness", "a"): [[52.0, 61.0, 69.0, 81.0, 88.0]],
+        }
+    )
+    tests = first.persona_vs_reference(frame).sort("persona")
+    expected = stats.mannwhitneyu(
+        [10.0, 20.0, 30.0, 40.0, 55.0], [50.0, 60.0, 70.0, 80.0, 90.0], alternative="two-sided"
+    ).pvalue
+    syc = tests.filter(pl.col("persona") == "sycophancy").row(0, named=True)
+    assert syc["p_two_sided"] == pytest.approx(expected)
+    assert syc["difference"] == pytest.approx(-39.0)
+    assert syc["p_bh_all_cells"] == pytest.approx(min(1.0, expected * 2))
+
+
+@pytest.mark.parametrize(
+    ("difference", "p", "direction", "call"),
+    [
+        (-3.0, 0.01, "lower", "supports"),
+        (3.0, 0.01, "lower", "opposite"),
+        (-3.0, 0.2, "lower", "n.s."),
+        (2.0, 0.049, "higher", "supports"),
+    ],
+)
+def test_cell_call_uses_the_uncorrected_p_and_the_sign(difference, p, direction, call):
+    assert first.cell_call(difference, p, direction) == call
+
+
+def test_verdict_is_the_majority_rule():
+    assert [first.verdict(s, 4) for s in (3, 2, 0)] == ["SUPPORTED", "MIXED", "NOT SUPPORTED"]
+
+
+# ---------------------------------------------------------------- corrected method
+def test_one_row_per_answer_averages_judge_replicates():
+    frame = answers_frame({("m", "baseline", "a"): [[10.0, 20.0]]})
+    twice = pl.concat(
+        [
+            frame,
+            frame.with_columns(
+                pl.col("aligned") + 4, pl.lit(None, dtype=pl.Float64).alias("coherent")
+            ),
+        ]
+    )
+    averaged = corrected.one_row_per_answer(twice)
+    assert averaged["aligned"].to_list() == [12.0, 22.0]
+    assert averaged["coherent"].to_list() == [90.0, 90.0]
+    assert averaged["judge_runs"].to_list() == [2, 2]
+
+
+def test_cluster_bootstrap_is_wider_than_the_answer_level_interval_when_effects_vary_by_question():
+    rng = np.random.default_rng(0)
+    effect_by_question = np.linspace(-10, 14, 8)  # mean +2, but it depends on the question
+    persona = [list(68 + e + rng.normal(0, 2, 50)) for e in effect_by_question]
+    baseline = [list(68 + rng.normal(0, 2, 50)) for _ in effect_by_question]
+    frame = answers_frame({("m", "p", "a"): persona, ("m", "baseline", "a"): baseline})
+    result = corrected.cluster_bootstrap_difference(
+        frame.filter(pl.col("persona") == "p"),
+        frame.filter(pl.col("persona") == "baseline"),
+        resamples=2000,
+    )
+    a, b = np.concatenate(persona), np.concatenate(baseline)
+    assert result["difference"] == pytest.approx(a.mean() - b.mean())
+    assert result["questions"] == 8
+    iid_half = 1.96 * np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    assert a.mean() - b.mean() - iid_half > 0  # answers as independent: "significant"
+    assert result["diff_high"] - result["diff_low"] > 4 * iid_half
+    assert result["diff_low"] < 0 < result["diff_high"]  # questions resampled: not
+
+
+def test_compare_to_reference_tests_in_the_hypothesis_direction_with_bh_in_the_family():
+    rng = np.random.default_rng(1)
+    base = [list(80 + rng.normal(0, 5, 20)) for _ in QUESTIONS]
+    lower = [list(70 + rng.normal(0, 5, 20)) for _ in QUESTIONS]
+    same = [list(80 + rng.normal(0, 5, 20)) for _ in QUESTIONS]
+    frame = answers_frame(
+        {
+            ("m", "baseline", "a"): base,
+            ("m", "sycophancy", "a"): lower,
+            ("m", "goodness", "a"): lower,
+            ("m", "humor", "a"): same,
+            ("m", "humor", "none"): same,
+        }
+    )
+    settings = corrected.CorrectedSettings(
+        resamples=500, family_personas=["sycophancy", "goodness"]
+    )
+    result = corrected.compare_to_reference(frame, settings).sort("persona")
+    rows = {r["persona"]: r for r in result.iter_rows(named=True)}
+    assert set(rows) == {"sycophancy", "goodness", "humor"}  # controls (dataset none) left out
+    assert rows["sycophancy"]["alternative"] == "less" and rows["sycophancy"]["supports"] is True
+    assert rows["sycophancy"]["cluster_ci_supports"] is True
+    assert rows["goodness"]["alternative"] == "greater" and rows["goodness"]["supports"] is False
+    assert rows["humor"]["alternative"] == "two-sided" and rows["humor"]["supports"] is None
+    assert rows["humor"]["in_family"] is False and rows["humor"]["q"] is None
+    p = np.array([rows["goodness"]["p"], rows["sycophancy"]["p"]])
+    assert rows["sycophancy"]["q"] == pytest.approx(min(p[1] * 2, max(p)))
+
+
+def test_means_over_common_datasets_undo_unequal_pooling():
+    frame = answers_frame(
+        {
+            ("m", "baseline", "easy"): [[95.0, 95.0]],
+            ("m", "baseline", "hard"): [[50.0, 50.0]],
+            ("m", "misalignment", "hard"): [[60.0, 60.0]],
+        }
+    )
+    means = corrected.means_over_common_datasets(frame).sort("persona")
+    assert corrected.common_datasets(frame) == ["hard"]
+    assert means["pooled_mean"].to_list() == [72.5, 60.0]  # misalignment looks worse, pooled
+    assert means["common_mean"].to_list() == [50.0, 60.0]  # and is better on the same data
+
+
+def test_persona_effect_finds_a_difference_and_no_difference():
+    rng = np.random.default_rng(2)
+    cells = {}
+    for persona, shift in (("a", 0.0), ("b", 0.0), ("c", 20.0)):
+        cells[("m", persona, "differs")] = [
+            list(60 + shift + rng.normal(0, 5, 10)) for _ in QUESTIONS
+        ]
+        cells[("m", persona, "alike")] = [list(60 + rng.normal(0, 5, 10)) for _ in QUESTIONS]
+    effect = corrected.persona_effect(answers_frame(cells)).sort("dataset")
+    alike, differs = effect.row(0, named=True), effect.row(1, named=True)
+    assert differs["kruskal_p"] < 1e-10 and differs["friedman_p"] < 0.01
+    assert alike["kruskal_p"] > 0.01
+    assert differs["personas"] == 3 and differs["questions"] == 8 and differs["answers"] == 240
