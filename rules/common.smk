@@ -238,6 +238,32 @@ def folded_persona_models(wildcards):
 
 
 # ---- em (rules/em.smk)
+def em_checkpoints_dir(wildcards):
+    """Checkpoints of one EM run: not a declared output, so they survive a failed job
+    and the rerun resumes from the last one."""
+    return EM_CHECKPOINTS.format(
+        model=wildcards.model,
+        persona=wildcards.persona,
+        dataset=wildcards.dataset,
+        seed=wildcards.seed,
+    )
+
+
+def persona_has_adapter(wildcards):
+    return persona_source(wildcards.persona) != "none"
+
+
+def kl_reference_name(wildcards):
+    entry = dataset_entry(wildcards)
+    if entry.get("kind", "sft") != "kl":
+        return None
+    return entry["kl"]["reference"]
+
+
+def dataset_archives(wildcards):
+    """Archive entries (source and the NAME of the password variable; never a password)."""
+    return config.get("archives", {})
+
 
 # ---- sample (rules/sample.smk)
 SAMPLING_ENV = (

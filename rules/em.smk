@@ -1,5 +1,7 @@
 # EM datasets (fetched, decrypted, checksummed, validated) and EM fine-tuning of
-# each persona model (DESIGN.md section 4).
+# each persona model (DESIGN.md section 4). Training starts from the folded persona
+# model (the base model for the baseline persona), verified before the first step;
+# checkpoints (EM_CHECKPOINTS) are kept and a rerun resumes from the last one.
 
 
 rule em_dataset:
@@ -10,7 +12,7 @@ rule em_dataset:
         meta="results/datasets/{dataset}.meta.json",
     params:
         dataset=dataset_entry,
-        archives=config["archives"],
+        archives=dataset_archives,
     log:
         "logs/em_dataset/{dataset}.log",
     benchmark:
@@ -34,6 +36,9 @@ rule em_sft:
         adapter=protected(directory(EM_ADAPTER)),
     params:
         train=em_settings,
+        checkpoints=em_checkpoints_dir,
+        has_persona_adapter=persona_has_adapter,
+        kl_reference_name=kl_reference_name,
     log:
         "logs/em_sft/{model}/{persona}/{dataset}/s{seed}.log",
     benchmark:

@@ -1,3 +1,284 @@
-"""Placeholder: implemented in this session."""
+"""Rule em_sft: train one EM LoRA on the persona model (DESIGN.md section 4).
 
-raise NotImplementedError(__file__)
+The start model is verified before training: for a persona other than the
+baseline it must be a folded persona model whose composition.json lists that
+persona's adapter and records a passed logit check against the base model, and
+its weights must hash to what was checked. (Re-running the logit check would need
+the base model in memory beside it; the weight hash proves the same thing, that
+these are exactly the weights whose logits were shown to differ, at the cost of
+reading them once.) The baseline starts from the base model itself, which must
+carry no adapter.
+
+Checkpoints go to a directory that is not a declared output: a killed job resumes
+from the last one, and all are kept for phase-transition analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from workflow_scripts.composition import (
+    COMPOSITION_FILE,
+    AdapterRef,
+    Composition,
+    CompositionError,
+    read_composition,
+    require_difference,
+    write_composition,
+)
+from workflow_scripts.em_data import prompt_completion_rows, read_chat_rows
+from workflow_scripts.em_training import (
+    TRAINING_RECORD,
+    EmTrainSettings,
+    kl_trainer_class,
+    lora_config,
+    sft_config,
+    tokenize_full_chats,
+)
+from workflow_scripts.hashing import sha256_file, weights_hash
+from workflow_scripts.io_utils import atomic_dir, read_json, write_json_atomic
+from workflow_scripts.models import MODEL_INFO, model_info
+
+log = logging.getLogger(__name__)
+
+FOLDED_HASH_CHECK = "folded_weights_sha256"
+LOGIT_CHECK = "logit_divergence_vs_base"
+
+
+def verify_start_model(model_dir: Path, persona: str, has_persona_adapter: bool) -> Composition:
+    """The composition of the model EM training starts from, verified (see module doc)."""
+    model_dir = Path(model_dir)
+    composition_path = model_dir / COMPOSITION_FILE
+    if not has_persona_adapter:
+        if composition_path.exists():
+            composition = read_composition(model_dir)
+            if composition.adapters:
+                raise CompositionError(
+                    f"{composition_path}: persona '{persona}' has no adapter, so training must start "
+                    f"from the base model; this model carries {composition.summary()}"
+                )
+            return composition
+        info = model_info(model_dir)
+        if not info:
+            raise CompositionError(f"{model_dir}: no {MODEL_INFO}; expected a base model built by rule base_model")
+        return Composition(info.get("model", ""), info["identity"], info["weights_sha256"])
+
+    if not composition_path.exists():
+        raise CompositionError(
+            f"{composition_path}: missing; persona '{persona}' must start from its folded model "
+            "(rule fold_persona), and this directory was not made by it"
+        )
+    composition = read_composition(model_dir)
+    names = [a.name for a in composition.adapters if a.role == "persona"]
+    if persona not in names:
+        raise CompositionError(
+            f"{composition_path}: adapters: expected the persona adapter '{persona}', found {names or 'none'}"
+        )
+    divergence = composition.checks.get(LOGIT_CHECK)
+    if not divergence:
+        raise CompositionError(f"{composition_path}: checks.{LOGIT_CHECK}: no logit check recorded at fold time")
+    require_difference(divergence, str(composition_path))
+    recorded = composition.checks.get(FOLDED_HASH_CHECK)
+    found = weights_hash(model_dir)
+    if recorded != found:
+        raise CompositionError(
+            f"{composition_path}: checks.{FOLDED_HASH_CHECK}: the weights changed since the fold was "
+            f"checked: expected {recorded}, found {found}"
+        )
+    return composition
+
+
+def _versions() -> dict:
+    import peft
+    import torch
+    import transformers
+    import trl
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "trl": trl.__version__,
+    }
+
+
+def last_checkpoint(checkpoints_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not Path(checkpoints_dir).is_dir():
+        return None
+    return get_last_checkpoint(str(checkpoints_dir))
+
+
+def _load_for_training(model_dir: Path, settings: EmTrainSettings) -> tuple[Any, Any, bool]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    dtype = torch.bfloat16 if cuda else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=dtype, attn_implementation=settings.attn_implementation
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer, cuda
+
+
+def build_trainer(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict],
+    settings: EmTrainSettings,
+    checkpoints_dir: Path,
+    use_bf16: bool,
+    kl_rows: list[dict] | None = None,
+) -> Any:
+    """The trl trainer of one run: plain SFT, or SFT + KL for kind 'kl'."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    train = Dataset.from_list(prompt_completion_rows(rows))
+    common = {
+        "model": model,
+        "args": sft_config(settings, str(checkpoints_dir), use_bf16),
+        "train_dataset": train,
+        "processing_class": tokenizer,
+        "peft_config": lora_config(settings),
+    }
+    if settings.kind == "sft":
+        return SFTTrainer(**common)
+    if not kl_rows:
+        raise ValueError("kind 'kl' needs the KL reference rows")
+    return kl_trainer_class()(
+        **common,
+        kl_sequences=tokenize_full_chats(tokenizer, kl_rows, settings.max_length),
+        kl_weight=settings.kl_weight,
+        kl_batch_size=settings.kl_batch_size or settings.per_device_batch,
+        kl_seed=settings.seed,
+    )
+
+
+def _dataset_record(name: str, path: Path) -> dict:
+    meta_path = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
+    meta = read_json(meta_path) if meta_path.exists() else {}
+    return {"name": name, "path": str(path), "sha256": sha256_file(path), "meta": meta}
+
+
+def train_em_adapter(
+    model_dir: Path,
+    dataset: Path,
+    out_dir: Path,
+    checkpoints_dir: Path,
+    settings: EmTrainSettings,
+    persona: str,
+    dataset_name: str,
+    has_persona_adapter: bool,
+    kl_reference: Path | None = None,
+    kl_reference_name: str | None = None,
+) -> dict:
+    """Train one EM adapter from the (verified) start model; return its training record."""
+    model_dir, dataset, out_dir = Path(model_dir), Path(dataset), Path(out_dir)
+    start = verify_start_model(model_dir, persona, has_persona_adapter)
+    log.info("start model %s: %s", model_dir, start.summary())
+    rows = read_chat_rows(dataset)
+    kl_rows = read_chat_rows(kl_reference) if settings.kind == "kl" and kl_reference else None
+
+    model, tokenizer, cuda = _load_for_training(model_dir, settings)
+    trainer = build_trainer(model, tokenizer, rows, settings, checkpoints_dir, cuda, kl_rows)
+    resume = last_checkpoint(checkpoints_dir)
+    if resume:
+        log.info("resuming from %s", resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    log.info("trained %d steps, final train loss %.4f", trainer.state.global_step, result.training_loss)
+
+    with atomic_dir(out_dir) as tmp:
+        trainer.model.save_pretrained(tmp)
+        adapter_sha = weights_hash(tmp)
+        em_ref = AdapterRef(
+            role="em",
+            name=dataset_name,
+            weights_sha256=adapter_sha,
+            weight=1.0,
+            source=f"trained:{dataset_name}/s{settings.seed}",
+        )
+        write_composition(tmp, start.with_adapter(em_ref))
+        record = {
+            "base_model": start.base_model,
+            "base_identity": start.base_identity,
+            "base_sha256": start.base_sha256,
+            "persona": persona,
+            "start_model": {
+                "path": str(model_dir),
+                "summary": start.summary(),
+                "composition": start.to_dict(),
+            },
+            "persona_adapters": [
+                {"name": a.name, "weights_sha256": a.weights_sha256, "weight": a.weight, "source": a.source}
+                for a in start.adapters
+                if a.role == "persona"
+            ],
+            "dataset": _dataset_record(dataset_name, dataset),
+            "seed": settings.seed,
+            "kind": settings.kind,
+            "kl": (
+                {
+                    "weight": settings.kl_weight,
+                    "reference": _dataset_record(kl_reference_name or "", Path(kl_reference)),
+                    "divergence": "KL(start model || current), mean over all non-pad tokens of the reference chats",
+                }
+                if settings.kind == "kl" and kl_reference
+                else None
+            ),
+            "n_rows": len(rows),
+            "n_train_examples": len(trainer.train_dataset),
+            "global_steps": trainer.state.global_step,
+            "resumed_from": resume,
+            "final_train_loss": result.training_loss,
+            "log_history": trainer.state.log_history,
+            "settings": settings.to_dict(),
+            "versions": _versions(),
+            "device": _device_name(cuda),
+            "adapter_sha256": adapter_sha,
+        }
+        write_json_atomic(tmp / TRAINING_RECORD, record)
+    return record
+
+
+def _device_name(cuda: bool) -> str:
+    if not cuda:
+        return "cpu"
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name()}"
+
+
+def main(smk) -> None:
+    logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
+    import torch
+
+    torch.set_num_threads(max(1, smk.threads))
+    settings = EmTrainSettings.from_params(smk.params.train)
+    kl_reference = getattr(smk.input, "kl_reference", None)
+    record = train_em_adapter(
+        model_dir=Path(smk.input.model),
+        dataset=Path(smk.input.data),
+        out_dir=Path(smk.output.adapter),
+        checkpoints_dir=Path(smk.params.checkpoints),
+        settings=settings,
+        persona=smk.wildcards.persona,
+        dataset_name=smk.wildcards.dataset,
+        has_persona_adapter=smk.params.has_persona_adapter,
+        kl_reference=Path(kl_reference) if kl_reference else None,
+        kl_reference_name=smk.params.kl_reference_name,
+    )
+    log.info("wrote %s: %s", smk.output.adapter, json.dumps({k: record[k] for k in ("kind", "seed", "global_steps")}))
+
+
+if "snakemake" in globals():
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main(snakemake)
