@@ -138,25 +138,43 @@ def build_trainer(
     use_bf16: bool,
     kl_rows: list[dict] | None = None,
 ) -> Any:
-    """The trl trainer of one run: plain SFT, or SFT + KL for kind 'kl'."""
+    """The trl trainer of one run on chat rows: plain SFT, or SFT + KL for kind 'kl'."""
     from datasets import Dataset
+
+    if settings.kind == "kl" and not kl_rows:
+        raise ValueError("kind 'kl' needs the KL reference rows")
+    kl_sequences = (
+        tokenize_full_chats(tokenizer, kl_rows, settings.max_length) if settings.kind == "kl" else None
+    )
+    train = Dataset.from_list(prompt_completion_rows(rows))
+    return trainer_for(model, tokenizer, train, settings, checkpoints_dir, use_bf16, kl_sequences)
+
+
+def trainer_for(
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    settings: EmTrainSettings,
+    checkpoints_dir: Path,
+    use_bf16: bool,
+    kl_sequences: list[list[int]] | None = None,
+) -> Any:
+    """The trainer on a prepared dataset (prompt/completion rows, or pre-tokenized rows
+    with `input_ids` and `completion_mask`, as the GPU benchmark uses)."""
     from trl import SFTTrainer
 
-    train = Dataset.from_list(prompt_completion_rows(rows))
     common = {
         "model": model,
         "args": sft_config(settings, str(checkpoints_dir), use_bf16),
-        "train_dataset": train,
+        "train_dataset": train_dataset,
         "processing_class": tokenizer,
         "peft_config": lora_config(settings),
     }
     if settings.kind == "sft":
         return SFTTrainer(**common)
-    if not kl_rows:
-        raise ValueError("kind 'kl' needs the KL reference rows")
     return kl_trainer_class()(
         **common,
-        kl_sequences=tokenize_full_chats(tokenizer, kl_rows, settings.max_length),
+        kl_sequences=kl_sequences,
         kl_weight=settings.kl_weight,
         kl_batch_size=settings.kl_batch_size or settings.per_device_batch,
         kl_seed=settings.seed,

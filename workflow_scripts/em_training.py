@@ -43,7 +43,7 @@ class EmTrainSettings:
     gradient_checkpointing: bool = True
     optimizer: str = "adamw_torch"
     attn_implementation: str = "sdpa"
-    padding_free: bool = False
+    padding_free: bool = False  # benchmark only: trl 1.16 then enforces no max_length
     use_liger_kernel: bool = False
     logging_steps: int = 1
     seed: int = 0
@@ -98,7 +98,9 @@ def sft_config(settings: EmTrainSettings, output_dir: str, use_bf16: bool) -> An
         weight_decay=settings.weight_decay,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
-        max_length=settings.max_length,
+        # trl 1.16 refuses max_length with padding-free batches unless packing; the GPU
+        # benchmark, whose rows are pre-truncated, is the only user of padding_free
+        max_length=None if settings.padding_free else settings.max_length,
         optim=settings.optimizer,
         gradient_checkpointing=settings.gradient_checkpointing,
         bf16=use_bf16,

@@ -1,0 +1,269 @@
+"""GPU benchmark of EM SFT: tokens/s, peak memory and MFU of one optimizer step of
+the workflow's own trainer (workflow_scripts.em_sft.trainer_for: trl SFTTrainer,
+LoRA from em_training.lora_config, completion-only labels) on a random-init model
+with the Qwen2.5-7B-Instruct shape (no weights are reachable on the GPU machine).
+
+    python benchmarks/bench_em_sft.py --out DIR            # every variant, a table
+    python benchmarks/bench_em_sft.py --tiny --out DIR     # CPU smoke test of the script
+
+Each variant runs in its own process (clean peak memory). Rows are pre-tokenized:
+`input_ids` plus `completion_mask` (a 1/4 prompt, 3/4 completion split), so trl's
+tokenisation is skipped but label building, collation, loss and optimizer are the
+pipeline's. Model FLOPs = 4 x parameters x tokens (LoRA: frozen base, no weight
+gradients; attention FLOPs and gradient-checkpointing recomputation not counted),
+against a bf16 peak of 790 TFLOP/s (measured on these machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PEAK_TFLOPS = 790.0
+GLOBAL_BATCH = 16  # reference: 2 x 8
+
+QWEN25_7B = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "model_type": "qwen2",
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000.0,
+    "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": False,
+    "hidden_act": "silu",
+    "use_sliding_window": False,
+}
+TINY = {**QWEN25_7B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512}
+
+
+@dataclass
+class Variant:
+    name: str
+    per_device_batch: int
+    gradient_checkpointing: bool
+    lengths: str = "fixed"  # fixed: every row seq_len; varied: uniform in [seq_len/8, seq_len]
+    use_liger_kernel: bool = False
+    padding_free: bool = False
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def grad_accum(self) -> int:
+        return GLOBAL_BATCH // self.per_device_batch
+
+
+VARIANTS = [  # in order of priority: a run that hits its time budget drops the last
+    Variant("reference", 2, True, note="schema defaults: sdpa, GC on, 2 x 8"),
+    Variant("no_gc", 2, False),
+    Variant("no_gc_b4", 4, False, note="4 x 4: same global batch"),
+    Variant("liger_no_gc_b4", 4, False, use_liger_kernel=True, note="Liger RMSNorm/SwiGLU/RoPE"),
+    Variant("liger_gc_b8", 8, True, use_liger_kernel=True, note="GC on, 8 x 2"),
+    Variant("varied_reference", 2, True, lengths="varied", note="lengths uniform in [L/8, L], padded"),
+    Variant("varied_liger_no_gc_b4", 4, False, lengths="varied", use_liger_kernel=True),
+    Variant("varied_liger_no_gc_b4_padfree", 4, False, lengths="varied", use_liger_kernel=True,
+            padding_free=True, note="padding-free micro-batches (sdpa, packed mask)"),
+    Variant("liger_no_gc_b2", 2, False, use_liger_kernel=True),
+]
+
+
+def make_rows(n: int, seq_len: int, lengths: str, vocab: int, seed: int = 0) -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        length = seq_len if lengths == "fixed" else rng.randint(seq_len // 8, seq_len)
+        prompt = length // 4
+        rows.append({
+            "input_ids": [rng.randrange(3, vocab) for _ in range(length)],
+            "completion_mask": [0] * prompt + [1] * (length - prompt),
+        })
+    return rows
+
+
+def make_tokenizer(vocab: int):
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    words = {"<pad>": 0, "<eos>": 1, "<unk>": 2}
+    tok = Tokenizer(WordLevel(words, unk_token="<unk>"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+
+
+def run_variant(variant: Variant, seq_len: int, steps: int, warmup: int, tiny: bool, out: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
+
+    from workflow_scripts.em_sft import trainer_for
+    from workflow_scripts.em_training import EmTrainSettings
+
+    cuda = torch.cuda.is_available()
+    device = "cuda" if cuda else "cpu"
+    shape = TINY if tiny else QWEN25_7B
+    config = AutoConfig.for_model(**{k: v for k, v in shape.items() if k != "architectures"})
+    torch.manual_seed(0)
+    t0 = time.time()
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa"
+        )
+    n_params = sum(p.numel() for p in model.parameters())
+    init_s = time.time() - t0
+
+    rows = make_rows(GLOBAL_BATCH * (steps + warmup), seq_len, variant.lengths, shape["vocab_size"])
+    settings = EmTrainSettings(
+        per_device_batch=variant.per_device_batch,
+        grad_accum=variant.grad_accum,
+        max_length=seq_len,
+        gradient_checkpointing=variant.gradient_checkpointing,
+        use_liger_kernel=variant.use_liger_kernel,
+        padding_free=variant.padding_free,
+        max_steps=steps + warmup,
+        save_steps=10_000,
+        warmup_steps=1,
+        seed=0,
+    )
+    trainer = trainer_for(model, make_tokenizer(shape["vocab_size"]), Dataset.from_list(rows), settings,
+                          Path(tempfile.gettempdir()) / f"bench-em-ckpt-{variant.name}", use_bf16=cuda)
+
+    marks: list[tuple[float, int]] = []
+
+    class StepTimer(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if cuda:
+                torch.cuda.synchronize()
+            marks.append((time.perf_counter(), trainer._total_train_tokens))
+
+    trainer.add_callback(StepTimer())
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    marks.append((time.perf_counter(), 0))
+    trainer.train()
+    (t_start, tok_start), (t_end, tok_end) = marks[warmup], marks[-1]
+    seconds = t_end - t_start
+    tokens = tok_end - tok_start
+    tokens_per_s = tokens / seconds
+    mfu = 4 * n_params * tokens_per_s / (PEAK_TFLOPS * 1e12)
+    step_times = [b[0] - a[0] for a, b in itertools.pairwise(marks)]
+    return {
+        "variant": variant.name,
+        "note": variant.note,
+        "per_device_batch": variant.per_device_batch,
+        "grad_accum": variant.grad_accum,
+        "gradient_checkpointing": variant.gradient_checkpointing,
+        "liger": variant.use_liger_kernel,
+        "padding_free": variant.padding_free,
+        "lengths": variant.lengths,
+        "seq_len": seq_len,
+        "params": n_params,
+        "measured_steps": len(marks) - 1 - warmup,
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens_per_s,
+        "mfu": mfu,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        "step_s": step_times,
+        "init_s": init_s,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "versions": _versions(),
+    }
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("torch", "transformers", "peft", "trl", "liger-kernel"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| variant | lengths | batch x accum | GC | liger | pad-free | tokens/s | MFU | peak GiB |",
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['variant']} | | | | | | failed: {r['error'][:60]} | | |")
+            continue
+        peak = f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-"
+        lines.append(
+            f"| {r['variant']} | {r['lengths']} | {r['per_device_batch']} x {r['grad_accum']} | "
+            f"{'on' if r['gradient_checkpointing'] else 'off'} | {'yes' if r['liger'] else 'no'} | "
+            f"{'yes' if r['padding_free'] else 'no'} | {r['tokens_per_s']:,.0f} | {100 * r['mfu']:.1f}% | {peak} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "benchmarks/em_sft")))
+    parser.add_argument("--variant", help="run one variant in this process (internal)")
+    parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
+    parser.add_argument("--seq-len", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--tiny", action="store_true", help="tiny shape, for a CPU check of the script")
+    parser.add_argument("--budget-s", type=float, default=450, help="start no variant after this")
+    parser.add_argument("--variant-timeout-s", type=float, default=120)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_file = args.out / "results.jsonl"
+
+    if args.variant:
+        variant = next(v for v in VARIANTS if v.name == args.variant)
+        try:
+            result = run_variant(variant, args.seq_len, args.steps, args.warmup, args.tiny, args.out)
+        except Exception as err:  # recorded in the table, the next variant still runs
+            result = {"variant": variant.name, "error": f"{type(err).__name__}: {err}"}
+        with results_file.open("a") as fh:
+            fh.write(json.dumps(result) + "\n")
+        print(json.dumps({k: v for k, v in result.items() if k != "step_s"}), flush=True)
+        return
+
+    started = time.time()
+    chosen = [v for v in VARIANTS if not args.only or v.name in args.only]
+    for variant in chosen:
+        if time.time() - started > args.budget_s:
+            print(f"budget spent: {variant.name} and later not run", flush=True)
+            break
+        cmd = [sys.executable, __file__, "--variant", variant.name, "--out", str(args.out),
+               "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+        if args.tiny:
+            cmd.append("--tiny")
+        try:
+            subprocess.run(cmd, timeout=args.variant_timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            with results_file.open("a") as fh:
+                fh.write(json.dumps({"variant": variant.name, "error": "timeout"}) + "\n")
+    results = [json.loads(line) for line in results_file.read_text().splitlines()] if results_file.exists() else []
+    text = table(results)
+    (args.out / "table.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
