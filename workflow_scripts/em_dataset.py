@@ -2,8 +2,6 @@
 member), verify its checksum, validate every chat row, and write the training JSONL
 plus a `.meta.json` that says where it came from and what was observed."""
 
-from __future__ import annotations
-
 import logging
 from pathlib import Path
 

@@ -13,8 +13,6 @@ Checkpoints go to a directory that is not a declared output: a killed job resume
 from the last one, and all are kept for phase-transition analysis.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
@@ -26,6 +24,7 @@ from workflow_scripts.composition import (
     AdapterRef,
     Composition,
     CompositionError,
+    composition_of,
     read_composition,
     require_difference,
     write_composition,
@@ -41,7 +40,6 @@ from workflow_scripts.em_training import (
 )
 from workflow_scripts.hashing import sha256_file, weights_hash
 from workflow_scripts.io_utils import atomic_dir, read_json, write_json_atomic
-from workflow_scripts.models import MODEL_INFO, model_info
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +52,13 @@ def verify_start_model(model_dir: Path, persona: str, has_persona_adapter: bool)
     model_dir = Path(model_dir)
     composition_path = model_dir / COMPOSITION_FILE
     if not has_persona_adapter:
-        if composition_path.exists():
-            composition = read_composition(model_dir)
-            if composition.adapters:
-                raise CompositionError(
-                    f"{composition_path}: persona '{persona}' has no adapter, so training must start "
-                    f"from the base model; this model carries {composition.summary()}"
-                )
-            return composition
-        info = model_info(model_dir)
-        if not info:
-            raise CompositionError(f"{model_dir}: no {MODEL_INFO}; expected a base model built by rule base_model")
-        return Composition(info.get("model", ""), info["identity"], info["weights_sha256"])
+        composition = composition_of(model_dir)
+        if composition.adapters:
+            raise CompositionError(
+                f"{composition_path}: persona '{persona}' has no adapter, so training must start "
+                f"from the base model; this model carries {composition.summary()}"
+            )
+        return composition
 
     if not composition_path.exists():
         raise CompositionError(
@@ -181,6 +174,17 @@ def trainer_for(
     )
 
 
+def _log_callback() -> Any:
+    """Training metrics (loss, learning rate, kl, ...) into the rule's log file."""
+    from transformers import TrainerCallback
+
+    class LogMetrics(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            log.info("step %d: %s", state.global_step, json.dumps(logs, default=str))
+
+    return LogMetrics()
+
+
 def _dataset_record(name: str, path: Path) -> dict:
     meta_path = path.with_name(path.name.removesuffix(".jsonl") + ".meta.json")
     meta = read_json(meta_path) if meta_path.exists() else {}
@@ -208,6 +212,7 @@ def train_em_adapter(
 
     model, tokenizer, cuda = _load_for_training(model_dir, settings)
     trainer = build_trainer(model, tokenizer, rows, settings, checkpoints_dir, cuda, kl_rows)
+    trainer.add_callback(_log_callback())
     resume = last_checkpoint(checkpoints_dir)
     if resume:
         log.info("resuming from %s", resume)
@@ -278,8 +283,10 @@ def _device_name(cuda: bool) -> str:
 def main(smk) -> None:
     logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
     import torch
+    from datasets import disable_progress_bars
 
     torch.set_num_threads(max(1, smk.threads))
+    disable_progress_bars()
     settings = EmTrainSettings.from_params(smk.params.train)
     kl_reference = getattr(smk.input, "kl_reference", None)
     record = train_em_adapter(

@@ -8,8 +8,6 @@ and `fold.json` (the adapter's settings and any metadata files it came with).
 EM training starts from here and re-checks the weight hash (workflow_scripts.em_sft).
 """
 
-from __future__ import annotations
-
 import json
 import logging
 from pathlib import Path
