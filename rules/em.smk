@@ -10,20 +10,20 @@ rule em_dataset:
     output:
         data=DATASET_FILE,
         meta="results/datasets/{dataset}.meta.json",
-    params:
-        dataset=dataset_entry,
-        archives=dataset_archives,
     log:
         "logs/em_dataset/{dataset}.log",
     benchmark:
         "benchmarks/em_dataset/{dataset}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(4_000),
         runtime=minutes(30),
         internet=1,
-    conda:
-        "../envs/train.yaml"
+    params:
+        dataset=dataset_entry,
+        archives=dataset_archives,
     script:
         "../workflow_scripts/em_dataset.py"
 
@@ -34,21 +34,21 @@ rule em_sft:
         model=persona_model_dir,
     output:
         adapter=protected(directory(EM_ADAPTER)),
-    params:
-        train=em_settings,
-        checkpoints=em_checkpoints_dir,
-        has_persona_adapter=persona_has_adapter,
-        kl_reference_name=kl_reference_name,
     log:
         "logs/em_sft/{model}/{persona}/{dataset}/s{seed}.log",
     benchmark:
         "benchmarks/em_sft/{model}/{persona}/{dataset}/s{seed}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(3),
-    conda:
-        "../envs/train.yaml"
+    params:
+        train=em_settings,
+        checkpoints=em_checkpoints_dir,
+        has_persona_adapter=persona_has_adapter,
+        kl_reference_name=kl_reference_name,
     script:
         "../workflow_scripts/em_sft.py"

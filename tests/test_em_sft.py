@@ -119,16 +119,25 @@ def test_em_adapter_records_its_composition(folded_model_dir, persona_adapter_di
         "checkpoint-1", "checkpoint-2"]
 
 
-def test_rerun_resumes_from_the_last_checkpoint(micro_model_dir, tmp_path):
+def test_rerun_resumes_from_the_last_checkpoint_of_the_same_run(micro_model_dir, tmp_path):
+    import shutil
+
     data = small_dataset(tmp_path)
     checkpoints = tmp_path / "ckpt"
-    first = EmTrainSettings(**FAST, max_steps=1, save_steps=1)
-    train_em_adapter(micro_model_dir, data, tmp_path / "a1", checkpoints, first, "baseline", "r", False)
-    second = EmTrainSettings(**FAST, max_steps=2, save_steps=1)
-    record = train_em_adapter(micro_model_dir, data, tmp_path / "a2", checkpoints, second, "baseline", "r", False)
+    settings = EmTrainSettings(**FAST, max_steps=2, save_steps=1)
+    train_em_adapter(micro_model_dir, data, tmp_path / "a1", checkpoints, settings, "baseline", "r", False)
+    shutil.rmtree(checkpoints / "checkpoint-2")  # as if killed after the first checkpoint
+    record = train_em_adapter(micro_model_dir, data, tmp_path / "a2", checkpoints, settings, "baseline", "r", False)
     assert record["resumed_from"] == str(checkpoints / "checkpoint-1")
     assert record["global_steps"] == 2
     assert [h["step"] for h in record["log_history"] if "loss" in h] == [1, 2]
+    # other settings: the old checkpoints are moved aside, not resumed
+    changed = EmTrainSettings(**{**FAST, "learning_rate": 5e-4}, max_steps=1, save_steps=1)
+    record = train_em_adapter(micro_model_dir, data, tmp_path / "a3", checkpoints, changed, "baseline", "r", False)
+    assert record["resumed_from"] is None
+    stale = [p.name for p in tmp_path.iterdir() if p.name.startswith("ckpt.stale-")]
+    assert len(stale) == 1
+    assert (tmp_path / stale[0] / "checkpoint-2").exists()
 
 
 def test_kl_variant_regularises_towards_the_start_model_and_says_so(micro_model_dir, tmp_path):

@@ -38,7 +38,7 @@ from workflow_scripts.em_training import (
     sft_config,
     tokenize_full_chats,
 )
-from workflow_scripts.hashing import sha256_file, weights_hash
+from workflow_scripts.hashing import settings_hash, sha256_file, weights_hash
 from workflow_scripts.io_utils import atomic_dir, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,36 @@ def _versions() -> dict:
     }
 
 
+RUN_FINGERPRINT = "run_fingerprint.json"
+
+
 def last_checkpoint(checkpoints_dir: Path) -> str | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     if not Path(checkpoints_dir).is_dir():
         return None
     return get_last_checkpoint(str(checkpoints_dir))
+
+
+def checkpoint_to_resume(checkpoints_dir: Path, fingerprint: dict) -> str | None:
+    """The last checkpoint of THIS run (same settings, data and start model), or None.
+
+    Checkpoints of a run with other inputs (a changed config re-triggers the job) are
+    moved aside to `<dir>.stale-<hash>`, never resumed and never deleted.
+    """
+    checkpoints_dir = Path(checkpoints_dir)
+    marker = checkpoints_dir / RUN_FINGERPRINT
+    if checkpoints_dir.exists() and any(checkpoints_dir.iterdir()):
+        previous = read_json(marker) if marker.exists() else None
+        if previous != fingerprint:
+            stale = checkpoints_dir.with_name(
+                f"{checkpoints_dir.name}.stale-{settings_hash(previous)}"
+            )
+            log.warning("checkpoints in %s belong to another run; moved to %s", checkpoints_dir, stale)
+            checkpoints_dir.rename(stale)
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, fingerprint)
+    return last_checkpoint(checkpoints_dir)
 
 
 def _load_for_training(model_dir: Path, settings: EmTrainSettings) -> tuple[Any, Any, bool]:
@@ -213,7 +237,13 @@ def train_em_adapter(
     model, tokenizer, cuda = _load_for_training(model_dir, settings)
     trainer = build_trainer(model, tokenizer, rows, settings, checkpoints_dir, cuda, kl_rows)
     trainer.add_callback(_log_callback())
-    resume = last_checkpoint(checkpoints_dir)
+    fingerprint = {
+        "settings": settings.to_dict(),
+        "dataset_sha256": sha256_file(dataset),
+        "kl_reference_sha256": sha256_file(kl_reference) if kl_rows else None,
+        "start_model": start.summary(),
+    }
+    resume = checkpoint_to_resume(Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str)))
     if resume:
         log.info("resuming from %s", resume)
     result = trainer.train(resume_from_checkpoint=resume)
