@@ -136,3 +136,20 @@ def test_missing_member_lists_the_archive(archive, tmp_path, monkeypatch):
     monkeypatch.setenv(VARIABLE, PASSWORD)
     with pytest.raises(ArchiveError, match=r"'bad\.jsonl' is not in the archive; it holds: .*risky\.jsonl"):
         materialise_source(_member_source("bad.jsonl", None), tmp_path / "c", "d", _archives(archive))
+
+
+def test_concurrent_jobs_decrypt_once_and_all_read_the_member(archive, tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv(VARIABLE, PASSWORD)
+    cache = tmp_path / "cache"
+
+    def open_member(member):
+        path, _ = materialise_source(_member_source(member, None), cache, "d", _archives(archive))
+        return path.read_text()
+
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(open_member, ["risky.jsonl", "other.jsonl", "risky.jsonl", "other.jsonl"]))
+    assert [json.loads(t.splitlines()[0]) for t in texts] == [ROWS[0]] * 4
+    assert texts[0].count("\n") == 3
+    assert len(list(cache.glob("mo/extracted-*"))) == 1

@@ -11,9 +11,12 @@ names; it is never logged or written anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from workflow_scripts.io_utils import InputError, atomic_dir, write_text_atomic
@@ -94,14 +97,27 @@ def extract_member(archive_entry: dict, member: str, cache_dir: Path, what: str)
     archive, archive_sha = materialise_source(archive_entry["source"], cache_dir, f"{what}: archive")
     out_dir = cache_dir / f"extracted-{archive_sha[:16]}"
     marker = out_dir / _DONE
-    if not (marker.exists() and marker.read_text().strip() == archive_sha):
-        password = archive_password(archive_entry, what)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        removed = decrypt_archive(archive, password, out_dir)
-        log.info(
-            "decrypted %s (sha256 %s) into %s; removed canary files: %s",
-            archive, archive_sha, out_dir, ", ".join(removed["canary_files"]) or "none",
-        )
-        write_text_atomic(marker, archive_sha + "\n")
+    # Several dataset jobs may open the same archive at once: one decrypts, the others wait.
+    with _locked(cache_dir / f".extract-{archive_sha[:16]}.lock"):
+        if not (marker.exists() and marker.read_text().strip() == archive_sha):
+            password = archive_password(archive_entry, what)
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            removed = decrypt_archive(archive, password, out_dir)
+            log.info(
+                "decrypted %s (sha256 %s) into %s; removed canary files: %s",
+                archive, archive_sha, out_dir, ", ".join(removed["canary_files"]) or "none",
+            )
+            write_text_atomic(marker, archive_sha + "\n")
     return find_member(out_dir, member, what)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
