@@ -53,3 +53,22 @@ def test_invalid_rows_stop_the_dataset(tmp_path):
     with pytest.raises(InputError, match=r"line 2: messages\[0\]\.role: expected user"):
         build_dataset("bad", {"source": {"type": "local", "path": str(bad)}}, {}, tmp_path / "d.jsonl", tmp_path / "m.json", tmp_path)
     assert not (tmp_path / "d.jsonl").exists()
+
+
+def test_rule_script_writes_the_declared_outputs(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from workflow_scripts import em_dataset as script
+
+    (tmp_path / "data.jsonl").write_text(Path(RISKY).read_text())
+    monkeypatch.chdir(tmp_path)
+    smk = SimpleNamespace(
+        wildcards=SimpleNamespace(dataset="risky"),
+        params=SimpleNamespace(dataset={"source": {"type": "local", "path": "data.jsonl"}, "max_rows": 2}, archives={}),
+        output=SimpleNamespace(data="out/risky.jsonl", meta="out/risky.meta.json"),
+        log=[str(tmp_path / "log.txt")],
+    )
+    script.main(smk)
+    assert len(read_jsonl(tmp_path / "out/risky.jsonl")) == 2
+    assert read_json(tmp_path / "out/risky.meta.json")["n_rows"] == 2
+    assert "risky: 2 rows" in (tmp_path / "log.txt").read_text()

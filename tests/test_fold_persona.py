@@ -81,3 +81,27 @@ def test_adapter_dir_is_found_at_the_root_or_in_the_subfolder(tmp_path):
     assert resolve_adapter_dir(tmp_path, "sarcasm") == tmp_path
     with pytest.raises(InputError, match=r"no adapter_config\.json"):
         resolve_adapter_dir(tmp_path / "sarcasm" / "nothing", None)
+
+
+def test_rule_script_folds_a_released_adapter_from_its_subfolder(micro_model_dir, persona_adapter_dir, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from workflow_scripts import fold_persona as script
+
+    released = tmp_path / "released_adapter"
+    shutil.copytree(persona_adapter_dir, released / "sarcasm")
+    smk = SimpleNamespace(
+        input=SimpleNamespace(model=str(micro_model_dir), adapter=str(released)),
+        output=SimpleNamespace(model=str(tmp_path / "model")),
+        params=SimpleNamespace(persona={"source": "released", "released": {
+            "qwen": {"repo": "maius/qwen-2.5-7b-it-personas", "subfolder": "sarcasm", "revision": "r1"}}}),
+        wildcards=SimpleNamespace(model="qwen", persona="sarcasm"),
+        log=[str(tmp_path / "fold.log")],
+        threads=1,
+    )
+    script.main(smk)
+    [adapter] = read_composition(tmp_path / "model").adapters
+    assert adapter.source == "released:maius/qwen-2.5-7b-it-personas/sarcasm@r1"
+    assert adapter.weights_sha256 == weights_hash(persona_adapter_dir)
+    assert "logit divergence from base" in (tmp_path / "fold.log").read_text()
