@@ -73,7 +73,9 @@ def verify_start_model(model_dir: Path, persona: str, has_persona_adapter: bool)
         )
     divergence = composition.checks.get(LOGIT_CHECK)
     if not divergence:
-        raise CompositionError(f"{composition_path}: checks.{LOGIT_CHECK}: no logit check recorded at fold time")
+        raise CompositionError(
+            f"{composition_path}: checks.{LOGIT_CHECK}: no logit check recorded at fold time"
+        )
     require_difference(divergence, str(composition_path))
     recorded = composition.checks.get(FOLDED_HASH_CHECK)
     found = weights_hash(model_dir)
@@ -124,7 +126,9 @@ def checkpoint_to_resume(checkpoints_dir: Path, fingerprint: dict) -> str | None
             stale = checkpoints_dir.with_name(
                 f"{checkpoints_dir.name}.stale-{settings_hash(previous)}"
             )
-            log.warning("checkpoints in %s belong to another run; moved to %s", checkpoints_dir, stale)
+            log.warning(
+                "checkpoints in %s belong to another run; moved to %s", checkpoints_dir, stale
+            )
             checkpoints_dir.rename(stale)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(marker, fingerprint)
@@ -161,7 +165,9 @@ def build_trainer(
     if settings.kind == "kl" and not kl_rows:
         raise ValueError("kind 'kl' needs the KL reference rows")
     kl_sequences = (
-        tokenize_full_chats(tokenizer, kl_rows, settings.max_length) if settings.kind == "kl" else None
+        tokenize_full_chats(tokenizer, kl_rows, settings.max_length)
+        if settings.kind == "kl"
+        else None
     )
     train = Dataset.from_list(prompt_completion_rows(rows))
     return trainer_for(model, tokenizer, train, settings, checkpoints_dir, use_bf16, kl_sequences)
@@ -234,20 +240,26 @@ def train_em_adapter(
     rows = read_chat_rows(dataset)
     kl_rows = read_chat_rows(kl_reference) if settings.kind == "kl" and kl_reference else None
 
-    model, tokenizer, cuda = _load_for_training(model_dir, settings)
-    trainer = build_trainer(model, tokenizer, rows, settings, checkpoints_dir, cuda, kl_rows)
-    trainer.add_callback(_log_callback())
     fingerprint = {
-        "settings": settings.to_dict(),
+        "settings": settings.run_identity(),
         "dataset_sha256": sha256_file(dataset),
         "kl_reference_sha256": sha256_file(kl_reference) if kl_rows else None,
         "start_model": start.summary(),
     }
-    resume = checkpoint_to_resume(Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str)))
+    resume = checkpoint_to_resume(
+        Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
+    )
     if resume:
         log.info("resuming from %s", resume)
-    result = trainer.train(resume_from_checkpoint=resume)
-    log.info("trained %d steps, final train loss %.4f", trainer.state.global_step, result.training_loss)
+    trainer, result, settings = train_with_oom_fallback(
+        lambda s: _trainer_for_run(model_dir, s, rows, checkpoints_dir, kl_rows),
+        settings,
+        resume,
+        checkpoints_dir,
+    )
+    log.info(
+        "trained %d steps, final train loss %.4f", trainer.state.global_step, result.training_loss
+    )
 
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp)
@@ -271,7 +283,12 @@ def train_em_adapter(
                 "composition": start.to_dict(),
             },
             "persona_adapters": [
-                {"name": a.name, "weights_sha256": a.weights_sha256, "weight": a.weight, "source": a.source}
+                {
+                    "name": a.name,
+                    "weights_sha256": a.weights_sha256,
+                    "weight": a.weight,
+                    "source": a.source,
+                }
                 for a in start.adapters
                 if a.role == "persona"
             ],
@@ -295,19 +312,61 @@ def train_em_adapter(
             "log_history": trainer.state.log_history,
             "settings": settings.to_dict(),
             "versions": _versions(),
-            "device": _device_name(cuda),
+            "device": _device_name(),
             "adapter_sha256": adapter_sha,
         }
         write_json_atomic(tmp / TRAINING_RECORD, record)
     return record
 
 
-def _device_name(cuda: bool) -> str:
-    if not cuda:
-        return "cpu"
+def _trainer_for_run(
+    model_dir: Path,
+    settings: EmTrainSettings,
+    rows: list[dict],
+    checkpoints_dir: Path,
+    kl_rows: list[dict] | None,
+) -> Any:
+    model, tokenizer, cuda = _load_for_training(model_dir, settings)
+    trainer = build_trainer(model, tokenizer, rows, settings, checkpoints_dir, cuda, kl_rows)
+    trainer.add_callback(_log_callback())
+    return trainer
+
+
+def train_with_oom_fallback(
+    make_trainer: Any, settings: EmTrainSettings, resume: str | None, checkpoints_dir: Path
+) -> tuple[Any, Any, EmTrainSettings]:
+    """Train; on a GPU out-of-memory error, rebuild with half the per-device batch (same
+    global batch) and resume from the last checkpoint, down to a batch of 1."""
+    import gc
+
     import torch
 
-    return f"cuda:{torch.cuda.get_device_name()}"
+    while True:
+        trainer = make_trainer(settings)
+        try:
+            return trainer, trainer.train(resume_from_checkpoint=resume), settings
+        except torch.OutOfMemoryError:
+            if settings.per_device_batch < 2:
+                raise
+            smaller = settings.with_smaller_batch()
+            log.warning(
+                "GPU out of memory at per-device batch %d; retrying with %d x %d accumulation",
+                settings.per_device_batch,
+                smaller.per_device_batch,
+                smaller.grad_accum,
+            )
+            settings = smaller
+            del trainer
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            resume = last_checkpoint(checkpoints_dir)
+
+
+def _device_name() -> str:
+    import torch
+
+    return f"cuda:{torch.cuda.get_device_name()}" if torch.cuda.is_available() else "cpu"
 
 
 def main(smk) -> None:
@@ -331,7 +390,11 @@ def main(smk) -> None:
         kl_reference=Path(kl_reference) if kl_reference else None,
         kl_reference_name=smk.params.kl_reference_name,
     )
-    log.info("wrote %s: %s", smk.output.adapter, json.dumps({k: record[k] for k in ("kind", "seed", "global_steps")}))
+    log.info(
+        "wrote %s: %s",
+        smk.output.adapter,
+        json.dumps({k: record[k] for k in ("kind", "seed", "global_steps")}),
+    )
 
 
 if "snakemake" in globals():

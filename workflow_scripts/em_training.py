@@ -70,6 +70,22 @@ class EmTrainSettings:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def with_smaller_batch(self) -> EmTrainSettings:
+        """Half the per-device batch, twice the accumulation: the same global batch and
+        loss, less activation memory (the GPU out-of-memory fallback)."""
+        if self.per_device_batch < 2:
+            raise ValueError("per-device batch is already 1")
+        return dataclasses.replace(
+            self, per_device_batch=self.per_device_batch // 2, grad_accum=self.grad_accum * 2
+        )
+
+    def run_identity(self) -> dict:
+        """What makes two runs the same run: everything but how the global batch is
+        split across accumulation steps (so a smaller-batch retry resumes)."""
+        identity = self.to_dict()
+        del identity["per_device_batch"], identity["grad_accum"]
+        return identity | {"global_batch": self.global_batch}
+
 
 def lora_config(settings: EmTrainSettings) -> Any:
     from peft import LoraConfig
@@ -204,7 +220,11 @@ def kl_trainer_class() -> type:
             loss, outputs = result if return_outputs else (result, None)
             if model.training and self.kl_weight > 0:
                 kl = self.kl_term(model)
-                steps = self.current_gradient_accumulation_steps if num_items_in_batch is not None else 1
+                steps = (
+                    self.current_gradient_accumulation_steps
+                    if num_items_in_batch is not None
+                    else 1
+                )
                 loss = loss + self.kl_weight * kl / steps
                 self._metrics["train"]["kl"].append(float(kl.detach()))
             return (loss, outputs) if return_outputs else loss

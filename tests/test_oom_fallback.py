@@ -1,0 +1,54 @@
+"""GPU out-of-memory: retry with a smaller batch (bad-input catalogue, issue 6)."""
+
+import pytest
+import torch
+
+from workflow_scripts.em_sft import train_with_oom_fallback
+from workflow_scripts.em_training import EmTrainSettings
+
+
+class FakeTrainer:
+    def __init__(self, settings, fail):
+        self.settings = settings
+        self.fail = fail
+        self.resumed_from = "unset"
+
+    def train(self, resume_from_checkpoint=None):
+        self.resumed_from = resume_from_checkpoint
+        if self.fail:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return "result"
+
+
+def test_em_training_retries_with_half_the_batch_and_same_global_batch(tmp_path):
+    (tmp_path / "checkpoint-3").mkdir()
+    built = []
+
+    def make(settings):
+        trainer = FakeTrainer(settings, fail=settings.per_device_batch > 1)
+        built.append(trainer)
+        return trainer
+
+    settings = EmTrainSettings(per_device_batch=4, grad_accum=4)
+    _, result, final = train_with_oom_fallback(make, settings, None, tmp_path)
+    assert result == "result"
+    assert [(t.settings.per_device_batch, t.settings.grad_accum) for t in built] == [
+        (4, 4),
+        (2, 8),
+        (1, 16),
+    ]
+    assert final.global_batch == settings.global_batch == 16
+    # the retries resume from the last checkpoint written before the error
+    assert built[0].resumed_from is None and built[-1].resumed_from.endswith("checkpoint-3")
+    # a retry is the same run: its checkpoints are resumable, not stale
+    assert final.run_identity() == settings.run_identity()
+
+
+def test_em_training_gives_up_at_batch_one(tmp_path):
+    def make(settings):
+        return FakeTrainer(settings, fail=True)
+
+    with pytest.raises(torch.OutOfMemoryError):
+        train_with_oom_fallback(
+            make, EmTrainSettings(per_device_batch=1, grad_accum=16), None, tmp_path
+        )
