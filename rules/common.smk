@@ -293,6 +293,38 @@ def sampling_conditions(wildcards):
 
 
 # ---- judge (rules/judge.smk)
+JUDGE = config["judge"]
+JUDGE_SUMMARY = "results/{model}/judged/{persona}/{dataset}.summary.json"
+JUDGE_ENV = (
+    "../envs/vllm.yaml" if JUDGE["kind"] == "vllm_server" else "../envs/train.yaml"
+)
+
+
+def judge_serves_config_model():
+    """A local judge, or a self-served one naming a config model (and no server.hf_id),
+    is served from the base model directory the models stage builds (so compute
+    nodes without internet have it)."""
+    if JUDGE["kind"] == "local":
+        return True
+    hf_id = (JUDGE.get("server") or {}).get("hf_id")
+    named = JUDGE["model"] in config["models"]
+    return JUDGE["kind"] == "vllm_server" and named and not hf_id
+
+
+def judge_inputs(wildcards):
+    if judge_serves_config_model():
+        return {"judge_model": model_dir(JUDGE["model"])}
+    return {}
+
+
+def judge_gpus():
+    gpus = JUDGE.get("gpus")
+    return gpus if gpus is not None else int(JUDGE["kind"] == "vllm_server")
+
+
+def judge_internet():
+    return int(JUDGE["kind"] == "openai")
+
 
 
 # ---- stats (rules/stats.smk)

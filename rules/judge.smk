@@ -1,25 +1,31 @@
 # Judging: the logprob method of DESIGN.md section 5, cached by content hash so
-# a rerun or a resumed run never pays for the same judgement twice.
+# a rerun or a resumed run never pays for the same judgement twice. The cache
+# (config judge.cache_dir) is not an output: Snakemake deletes the outputs of a
+# failed job, and the cache must outlive it.
 
 
 rule judge:
     input:
-        unpack(judge_model_inputs),
+        unpack(judge_inputs),
         samples=SAMPLES,
         questions=QUESTIONS_FILE,
     output:
         judged=protected(JUDGED),
+        summary=JUDGE_SUMMARY,
     params:
         judge=judge_settings,
     log:
         "logs/judge/{model}/{persona}/{dataset}.log",
+        server="logs/judge/{model}/{persona}/{dataset}.server.log",
     benchmark:
         "benchmarks/judge/{model}/{persona}/{dataset}.tsv"
     threads: 4
     resources:
+        gpu=judge_gpus(),
+        internet=judge_internet(),
         mem_mb=gpu_mem(16_000),
         runtime=hours(4),
     conda:
-        "../envs/train.yaml"
+        JUDGE_ENV
     script:
         "../workflow_scripts/judge.py"

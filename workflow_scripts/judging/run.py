@@ -1,0 +1,321 @@
+"""One judge job: the samples of one (model, persona, dataset) and the questions in;
+the judged table (JUDGED_SCHEMA) and a summary (requests, tokens, cost, specials) out.
+
+Every judgement goes through the cache: found ones are not asked again, new ones
+are appended the moment they arrive. The table is built from the cached records
+alone, so a run that was killed and resumed writes the same table as one that
+was not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import polars as pl
+
+from workflow_scripts.hashing import settings_hash, weights_hash
+from workflow_scripts.io_utils import InputError, write_json_atomic, write_parquet_atomic
+from workflow_scripts.judging.accounting import Ledger, Prices
+from workflow_scripts.judging.cache import JudgementCache, slug
+from workflow_scripts.judging.logprob import API_ERROR, Score, judge_distribution, score_from_text
+from workflow_scripts.judging.openai_judge import EndpointSettings, JudgingIncomplete, OpenAIJudge
+from workflow_scripts.judging.settings import JudgeSettings
+from workflow_scripts.judging.tasks import METRICS, build_tasks, load_questions
+from workflow_scripts.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
+from workflow_scripts.verdicts import with_misaligned
+
+log = logging.getLogger(__name__)
+
+NO_KEY = "EMPTY"  # for endpoints without authentication (api_key_env: null)
+
+
+def judge_identity(settings: JudgeSettings, judge_model_dir: str | os.PathLike | None) -> str:
+    """Who judges: the endpoint's model id, or a config model pinned by its weights."""
+    if judge_model_dir is not None:
+        from workflow_scripts.models import model_info
+
+        sha = model_info(judge_model_dir).get("weights_sha256") or weights_hash(judge_model_dir)
+        return f"{settings.model}@{sha[:12]}"
+    if settings.kind == "vllm_server" and settings.server.get("hf_id"):
+        return str(settings.server["hf_id"])
+    return settings.model
+
+
+def api_key_from_env(settings: JudgeSettings, environ: Mapping[str, str]) -> str:
+    if settings.api_key_env is None:
+        return NO_KEY
+    value = environ.get(settings.api_key_env)
+    if not value:
+        raise InputError(
+            f"judge.api_key_env: the environment variable {settings.api_key_env} is not set; "
+            "it must hold the judge endpoint's API key"
+        )
+    return value
+
+
+class RedactSecret(logging.Filter):
+    """Replace a secret's value in every log line (a server may echo what it got)."""
+
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret and self.secret != NO_KEY:
+            message = record.getMessage()
+            if self.secret in message:
+                record.msg, record.args = message.replace(self.secret, "***"), ()
+        return True
+
+
+@contextlib.contextmanager
+def redacting(secret: str) -> Iterator[None]:
+    handlers = logging.getLogger().handlers
+    redact = RedactSecret(secret)
+    for handler in handlers:
+        handler.addFilter(redact)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redact)
+
+
+@contextlib.contextmanager
+def open_judge(
+    settings: JudgeSettings,
+    judge_id: str,
+    judge_model_dir: str | os.PathLike | None,
+    environ: Mapping[str, str],
+    server_log: str | os.PathLike,
+) -> Iterator[tuple[object, Ledger | None]]:
+    """The judge backend for `settings.kind` (a server is started and stopped here)."""
+    if settings.kind == "local":
+        from workflow_scripts.judging.local_judge import LocalJudge
+
+        if judge_model_dir is None:
+            raise InputError(f"judge.model: the local judge '{settings.model}' needs its model directory as input")
+        yield LocalJudge(judge_model_dir, judge_id, batch_size=settings.batch_size), None
+        return
+    ledger = Ledger(Prices(settings.price_per_mtok_input, settings.price_per_mtok_output), settings.budget_usd)
+    endpoint = dict(
+        model=settings.model,
+        method=settings.method,
+        concurrency=settings.concurrency,
+        max_retries=settings.max_retries,
+        timeout_s=settings.timeout_s,
+        retry_initial_s=settings.retry_initial_s,
+        retry_max_s=settings.retry_max_s,
+    )
+    if settings.kind == "openai":
+        api_key = api_key_from_env(settings, environ)
+        with redacting(api_key):
+            yield OpenAIJudge(EndpointSettings(base_url=settings.base_url, **endpoint), api_key, ledger, judge_id), ledger
+        return
+    from workflow_scripts.judging.server import free_port, served, vllm_command
+
+    server = settings.server
+    source = str(judge_model_dir) if judge_model_dir is not None else (server.get("hf_id") or settings.model)
+    port = free_port(server.get("port"))
+    command = vllm_command(
+        source,
+        settings.model,
+        port,
+        gpu_memory_utilization=server.get("gpu_memory_utilization", 0.85),
+        max_model_len=server.get("max_model_len"),
+        extra_args=server.get("extra_args") or (),
+    )
+    with served(command, port, server_log, server.get("startup_timeout_s", 900.0), env=dict(environ)) as running, redacting(running.api_key):
+        yield OpenAIJudge(EndpointSettings(base_url=running.base_url, **endpoint), running.api_key, ledger, judge_id), ledger
+
+
+def judge_samples(
+    samples_path: str | os.PathLike,
+    questions_path: str | os.PathLike,
+    dataset: str,
+    settings: JudgeSettings,
+    out_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    *,
+    writer: str,
+    judge_model_dir: str | os.PathLike | None = None,
+    server_log: str | os.PathLike = "logs/judge_server.log",
+    environ: Mapping[str, str] | None = None,
+    handle_signals: bool = False,
+) -> dict:
+    """Judge every answer of `dataset` in the samples file; returns the summary."""
+    started = time.monotonic()
+    environ = os.environ if environ is None else environ
+    samples = read_samples(samples_path, dataset)
+    questions = load_questions(questions_path)
+    judge_id = judge_identity(settings, judge_model_dir)
+    tasks, row_keys = build_tasks(samples.iter_rows(named=True), questions, judge_id, settings.method, where=str(samples_path))
+    cache_dir = Path(settings.cache_dir) / slug(judge_id)
+    records: dict[str, dict] = {}
+    report: dict = {}
+    ledger: Ledger | None = None
+    with JudgementCache(cache_dir, writer) as cache:
+        records.update(cache.load(t.key for t in tasks))
+        pending = [t for t in tasks if t.key not in records]
+        log.info(
+            "%s: %d answers, %d distinct judgements, %d cached, %d to judge with %s (%s)",
+            samples_path, samples.height, len(tasks), len(records), len(pending), judge_id, settings.method,
+        )
+
+        def keep(record: dict) -> None:
+            if "error" not in record:
+                cache.append(record)
+            records[record["key"]] = record
+
+        if pending:
+            with open_judge(settings, judge_id, judge_model_dir, environ, server_log) as (judge, ledger):
+                outcome = judge.judge(pending, keep, handle_signals=handle_signals)
+                report = outcome if isinstance(outcome, dict) else outcome.as_dict()
+        cache_hits = len(tasks) - len(pending)
+    missing = [t for t in tasks if t.key not in records]
+    summary = {
+        "judge": judge_id,
+        "kind": settings.kind,
+        "method": settings.method,
+        "dataset": dataset,
+        "samples": str(samples_path),
+        "answers": samples.height,
+        "judgements": samples.height * len(METRICS),
+        "distinct_judgements": len(tasks),
+        "cache_hits": cache_hits,
+        "judged_now": len(pending) - len(missing),
+        "missing": len(missing),
+        "cache_file": str(cache.path),
+        "run": report,
+        "accounting": ledger.summary() if ledger else None,
+        "settings": settings.public(),
+    }
+    if missing:
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        log.error("summary: %s", json.dumps(summary, default=str))
+        reason = report.get("stop_reason") or "errors"
+        raise JudgingIncomplete(
+            f"{samples_path}: {len(missing)} of {len(tasks)} judgements missing (stopped: {reason}); "
+            f"{summary['judged_now']} new ones are cached in {cache.path}, so a rerun sends only the rest"
+        )
+    table = judged_table(samples, row_keys, records, judge_id, settings)
+    summary.update(table_summary(table))
+    summary["seconds"] = round(time.monotonic() - started, 3)
+    summary["judgements_per_s"] = round(summary["judged_now"] / max(summary["seconds"], 1e-9), 3)
+    write_parquet_atomic(table, out_path)
+    write_json_atomic(summary_path, summary)
+    log.info("summary: %s", json.dumps(summary, default=str))
+    return summary
+
+
+def read_samples(path: str | os.PathLike, dataset: str) -> pl.DataFrame:
+    frame = pl.read_parquet(path)
+    try:
+        frame = check_columns(frame, SAMPLE_SCHEMA, str(path))
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    rows = frame.filter(pl.col("dataset") == dataset)
+    if rows.height == 0:
+        found = ", ".join(sorted(frame["dataset"].unique().to_list())) or "none"
+        raise InputError(f"{path}: no rows with dataset '{dataset}'; datasets found: {found}")
+    return rows
+
+
+def judge_run_id(judge_id: str, settings: JudgeSettings) -> str:
+    """Names the judging pass: the same judge, method and threshold give the same id."""
+    return settings_hash({"judge": judge_id, "method": settings.method, "min_mass": settings.min_mass})
+
+
+def score_record(record: dict, min_mass: float) -> tuple[Score, str]:
+    """Score and the raw distribution as JSON (most probable first)."""
+    if "error" in record:
+        return Score(None, API_ERROR, 0.0), json.dumps({"error": record["error"]})
+    dist = record["dist"]
+    score = score_from_text(record.get("reply", "")) if record["method"] == "text" else judge_distribution(dist, min_mass)
+    ordered = dict(sorted(dist.items(), key=lambda kv: (-kv[1], kv[0])))
+    return score, json.dumps(ordered, ensure_ascii=False)
+
+
+def judged_table(
+    samples: pl.DataFrame,
+    row_keys: list[dict[str, str]],
+    records: Mapping[str, dict],
+    judge_id: str,
+    settings: JudgeSettings,
+) -> pl.DataFrame:
+    columns: dict[str, list] = {}
+    for metric in METRICS:
+        scored = [score_record(records[keys[metric]], settings.min_mass) for keys in row_keys]
+        columns[metric] = [s.value for s, _ in scored]
+        columns[f"{metric}_special"] = [s.special for s, _ in scored]
+        columns[f"{metric}_dist"] = [d for _, d in scored]
+    n = samples.height
+    table = samples.with_columns(
+        *(pl.Series(name, values, dtype=JUDGED_SCHEMA[name]) for name, values in columns.items()),
+        pl.Series("judge", [judge_id] * n, dtype=pl.String),
+        pl.Series("judge_method", [settings.method] * n, dtype=pl.String),
+        pl.Series("judge_run", [judge_run_id(judge_id, settings)] * n, dtype=pl.String),
+    )
+    return check_columns(table, JUDGED_SCHEMA, "judged table")
+
+
+def table_summary(table: pl.DataFrame) -> dict:
+    """Means, specials and the Betley misaligned share (verdicts.py) of a judged table."""
+    flagged = with_misaligned(table)["misaligned"]
+    scored = flagged.drop_nulls()
+    return {
+        "mean": {m: table[m].mean() for m in METRICS},
+        "specials": {m: dict(Counter(v for v in table[f"{m}_special"].to_list() if v is not None)) for m in METRICS},
+        "misaligned": int(scored.sum()) if scored.len() else 0,
+        "misaligned_share": float(scored.mean()) if scored.len() else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Judge one samples file outside Snakemake (the rule's script does the same):
+    python -m workflow_scripts.judging.run --samples S --questions Q --dataset D
+        --settings '{"kind": "openai", "model": "gpt-4.1-mini"}' --out O --summary J --writer NAME
+    The API key comes from the environment variable named by api_key_env."""
+    import argparse
+    import sys
+
+    import yaml
+
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("--samples", required=True)
+    parser.add_argument("--questions", required=True)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--settings", required=True, help="the judge block as YAML / JSON text, or @FILE")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--summary", required=True)
+    parser.add_argument("--writer", required=True, help="names this job's cache file")
+    parser.add_argument("--judge-model", default=None)
+    parser.add_argument("--log", default=None)
+    args = parser.parse_args(argv)
+    text = Path(args.settings[1:]).read_text() if args.settings.startswith("@") else args.settings
+    target = {"filename": args.log} if args.log else {"stream": sys.stderr}
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **target)
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        judge_samples(
+            args.samples, args.questions, args.dataset, JudgeSettings.from_config(yaml.safe_load(text)),
+            args.out, args.summary, writer=args.writer, judge_model_dir=args.judge_model,
+            server_log=Path(args.out).with_suffix(".server.log"), handle_signals=True,
+        )  # fmt: skip
+    except (InputError, JudgingIncomplete, RuntimeError) as err:
+        log.error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
