@@ -309,12 +309,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default=None)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--upstream-key", default="none")
     parser.add_argument("--replay", type=Path, default=None, help="answer every request with this body")
     args = parser.parse_args(argv)
     import uvicorn
 
     replay = args.replay.read_bytes() if args.replay else None
-    proxy = FaultProxy(args.upstream, latency_s=args.latency, replay_body=replay)
+    proxy = FaultProxy(args.upstream, latency_s=args.latency, replay_body=replay, upstream_key=args.upstream_key)
     uvicorn.run(proxy.app(), host="127.0.0.1", port=args.port, log_level="warning", backlog=4096)
 
 

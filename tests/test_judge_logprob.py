@@ -200,3 +200,16 @@ def test_ledger_refuses_a_request_that_could_pass_the_budget():
     assert ledger.summary()["cost_usd"] == 5.0
     ledger.bill(None)
     assert ledger.usage_missing == 1 and ledger.responses == 2
+
+
+def test_the_self_served_judge_listens_on_loopback_with_20_logprobs():
+    from workflow_scripts.judging.server import vllm_command
+
+    command = vllm_command("results/qwen/base/model", "qwen-judge", 8011, 0.8, max_model_len=4096, extra_args=["--seed", "0"])
+    assert command[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", "results/qwen/base/model"]
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    assert flags == {
+        "--served-model-name": "qwen-judge", "--host": "127.0.0.1", "--port": "8011",
+        "--gpu-memory-utilization": "0.8", "--max-logprobs": "20", "--max-model-len": "4096", "--seed": "0",
+    }  # fmt: skip
+    assert "--api-key" not in command  # the key goes through the environment, never argv
