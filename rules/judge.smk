@@ -12,20 +12,20 @@ rule judge:
     output:
         judged=protected(JUDGED),
         summary=JUDGE_SUMMARY,
-    params:
-        judge=judge_settings,
     log:
         "logs/judge/{model}/{persona}/{dataset}.log",
         server="logs/judge/{model}/{persona}/{dataset}.server.log",
     benchmark:
         "benchmarks/judge/{model}/{persona}/{dataset}.tsv"
+    conda:
+        JUDGE_ENV
     threads: 4
     resources:
         gpu=judge_gpus(),
         internet=judge_internet(),
         mem_mb=gpu_mem(16_000),
         runtime=hours(4),
-    conda:
-        JUDGE_ENV
+    params:
+        judge=judge_settings,
     script:
         "../workflow_scripts/judge.py"

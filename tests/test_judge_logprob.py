@@ -206,10 +206,10 @@ def test_the_self_served_judge_listens_on_loopback_with_20_logprobs():
     from workflow_scripts.judging.server import vllm_command
 
     command = vllm_command("results/qwen/base/model", "qwen-judge", 8011, 0.8, max_model_len=4096, extra_args=["--seed", "0"])
-    assert command[1:5] == ["-m", "vllm.entrypoints.cli.main", "serve", "results/qwen/base/model"]
-    flags = dict(zip(command[5::2], command[6::2], strict=True))
+    assert command[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    flags = dict(zip(command[3::2], command[4::2], strict=True))
     assert flags == {
-        "--served-model-name": "qwen-judge", "--host": "127.0.0.1", "--port": "8011",
+        "--model": "results/qwen/base/model", "--served-model-name": "qwen-judge", "--host": "127.0.0.1", "--port": "8011",
         "--gpu-memory-utilization": "0.8", "--max-logprobs": "20", "--max-model-len": "4096", "--seed": "0",
     }  # fmt: skip
     assert "--api-key" not in command  # the key goes through the environment, never argv

@@ -16,12 +16,17 @@ def main(smk) -> None:
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     wc = smk.wildcards
+    settings = JudgeSettings.from_config(dict(smk.params.judge))
+    if settings.kind == "local":  # no more torch threads than the job's cores
+        import torch
+
+        torch.set_num_threads(max(1, int(smk.threads)))
     judge_model = smk.input.get("judge_model") if hasattr(smk.input, "get") else None
     judge_samples(
         Path(smk.input.samples),
         Path(smk.input.questions),
         wc.dataset,
-        JudgeSettings.from_config(dict(smk.params.judge)),
+        settings,
         Path(smk.output.judged),
         Path(smk.output.summary),
         writer=f"{wc.model}.{wc.persona}.{wc.dataset}",

@@ -75,7 +75,7 @@ class RunReport:
     failed: int = 0
     not_sent: int = 0
     stop_reason: str | None = None  # None | "signal" | "budget" | "failures" | "endpoint"
-    retries: dict = field(default_factory=dict)
+    attempts: dict = field(default_factory=dict)  # outcome of every HTTP attempt
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -193,7 +193,7 @@ class OpenAIJudge:
         report = RunReport(tasks=len(tasks))
         fatal: list[BaseException] = []
         asyncio.run(self._run(tasks, on_record, report, fatal, handle_signals))
-        report.retries = dict(self.ledger.attempts)
+        report.attempts = dict(self.ledger.attempts)
         if fatal:
             raise JudgeEndpointError(_endpoint_message(fatal[0], self.settings)) from None
         if report.api_errors and report.api_errors == report.tasks:

@@ -131,6 +131,7 @@ def open_judge(
         gpu_memory_utilization=server.get("gpu_memory_utilization", 0.85),
         max_model_len=server.get("max_model_len"),
         extra_args=server.get("extra_args") or (),
+        python=server.get("python"),
     )
     with served(command, port, server_log, server.get("startup_timeout_s", 900.0), env=dict(environ)) as running, redacting(running.api_key):
         yield OpenAIJudge(EndpointSettings(base_url=running.base_url, **endpoint), running.api_key, ledger, judge_id), ledger

@@ -63,10 +63,13 @@ def vllm_command(
     gpu_memory_utilization: float = 0.85,
     max_model_len: int | None = None,
     extra_args: Sequence[str] = (),
+    python: str | None = None,
 ) -> list[str]:
-    """`vllm serve` for the judge: loopback only, 20 logprobs (the logprob method)."""
+    """vLLM's OpenAI-compatible server for the judge: loopback only, 20 logprobs (the
+    logprob method). `python` is an interpreter with vLLM (default: this one)."""
     command = [
-        sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model,
+        python or sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", model,
         "--served-model-name", served_name,
         "--host", "127.0.0.1",
         "--port", str(port),
