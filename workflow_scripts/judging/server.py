@@ -45,9 +45,11 @@ class RunningServer:
 
 
 def free_port(preferred: int | None = None) -> int:
-    """`preferred` when nothing listens on it, else any free port."""
+    """`preferred` when nothing listens on it, else any free port. SO_REUSEADDR as
+    servers set it: a port a stopped server left in TIME_WAIT counts as free."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
