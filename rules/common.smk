@@ -301,10 +301,9 @@ from workflow_scripts.stats_outputs import CAPTIONS as FIGURE_CAPTIONS
 from workflow_scripts.stats_outputs import FIGURES, TABLES
 from workflow_scripts.stats_settings import settings_from_config
 
-TABLE_FILE = FINAL + "/tables/{name}.csv"
-FIGURE_FILE = FINAL + "/{figure}.png"
-RESULTS_MD = FINAL + "/RESULTS.md"
-REPRODUCTION_MD = FINAL + "/tables/reproduction.md"  # written by the first-study import
+TABLE_FILE = "results/final/tables/{name}.csv"
+FIGURE_FILE = "results/final/{figure}.png"
+RESULTS_MD = "results/final/RESULTS.md"
 try:
     STATS_SETTINGS = settings_from_config(
         config["statistics"], MODELS, PERSONAS, DATASETS, where=", ".join(CONFIG_FILES)
@@ -323,7 +322,8 @@ def judged_files():
 
 
 def answer_inputs(wildcards):
-    return judged_files()
+    """The judged answers: this grid's, or the first study's when importing."""
+    return imported_answer_inputs() if IMPORTING else judged_files()
 
 
 def stats_settings(wildcards=None):
@@ -373,15 +373,12 @@ def figure_caption(wildcards):
     return FIGURE_CAPTIONS[wildcards.figure]
 
 
-def first_study_imported():
-    return any((config.get("first_study") or {}).get(k) for k in ("archive", "directory"))
-
-
 def results_report_inputs(wildcards):
+    """Tables and figures; when importing, the reproduction section is appended."""
     inputs = {name: table_path(name) for name in TABLES}
     inputs["figures"] = [figure_path(f) for f in FIGURES]
-    if first_study_imported():
-        inputs["extra"] = REPRODUCTION_MD
+    if IMPORTING:
+        inputs["extra"] = REPRODUCTION["report"]
     return inputs
 
 
@@ -389,9 +386,9 @@ def final_targets(wildcards=None):
     targets = [ANSWERS, *(table_path(n) for n in TABLES)]
     targets += [figure_path(f) for f in FIGURES]
     targets.append(RESULTS_MD)
-    if PERSONAS_WITH_ADAPTER:
+    if PERSONAS_WITH_ADAPTER and not IMPORTING:
         targets += [PERSONA_CHECK.format(model=m) for m in MODELS]
-    return targets
+    return targets + first_study_targets()
 
 
 # ---- import (rules/import.smk)

@@ -13,12 +13,12 @@ rule answers_table:
         "logs/answers_table.log",
     benchmark:
         "benchmarks/answers_table.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(8_000),
         runtime=minutes(30),
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../workflow_scripts/answers_table.py"
 
@@ -28,19 +28,19 @@ rule statistics:
         answers=ANSWERS,
     output:
         **table_outputs(),
-    params:
-        settings=stats_settings,
-        expected=expected_conditions,
     log:
         "logs/statistics.log",
     benchmark:
         "benchmarks/statistics.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(8_000),
         runtime=minutes(30),
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        settings=stats_settings,
+        expected=expected_conditions,
     script:
         "../workflow_scripts/stats_tables.py"
 
@@ -55,21 +55,21 @@ rule figure:
             category="Figures",
             labels={"figure": "{figure}"},
         ),
-    params:
-        settings=stats_settings,
-        caption=figure_caption,
-    wildcard_constraints:
-        figure="|".join(FIGURES),
     log:
         "logs/figure/{figure}.log",
     benchmark:
         "benchmarks/figure/{figure}.tsv"
+    wildcard_constraints:
+        figure="|".join(FIGURES),
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(4_000),
         runtime=minutes(15),
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        settings=stats_settings,
+        caption=figure_caption,
     script:
         "../workflow_scripts/figures.py"
 
@@ -79,17 +79,17 @@ rule results_report:
         unpack(results_report_inputs),
     output:
         results=report(RESULTS_MD, caption="../report/results.rst", category="Results"),
-    params:
-        settings=stats_settings,
     log:
         "logs/results_report.log",
     benchmark:
         "benchmarks/results_report.tsv"
+    conda:
+        "../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(2_000),
         runtime=minutes(10),
-    conda:
-        "../envs/analysis.yaml"
+    params:
+        settings=stats_settings,
     script:
         "../workflow_scripts/report.py"

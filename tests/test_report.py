@@ -65,8 +65,8 @@ def test_results_report_has_every_table_and_generated_findings(tables):
 def test_results_report_lists_missing_conditions_and_scores(tables):
     text = render_results(tables, settings())
     missing = text[text.index("## Missing") : text.index("## Method")]
-    assert "3 condition(s) are missing" in missing
-    assert re.search(r"\| model-a \| humor \| no EM \(control\) \| no answers \|", missing)
+    assert "3 condition(s) of the configured grid are missing" in missing
+    assert "| model-a | humor | no EM (control), risky_finance, prudent_finance | no answers |" in missing
     n_refusals = int(tables["missing_scores"].filter(pl.col("reason") == "REFUSAL")["n"].sum())
     assert f"| aligned | REFUSAL | {n_refusals} |" in missing
 

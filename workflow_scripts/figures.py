@@ -479,8 +479,8 @@ def dist5_histograms(data: FigureData):
     rows = -(-n_personas // columns)
     plot = (
         ggplot(df, aes(x="aligned", fill="model"))
-        + geom_histogram(binwidth=5, boundary=0, position="identity", alpha=0.5)
-        + scale_fill_manual(values=_colours(list(df["model"].cat.categories)))
+        + geom_histogram(binwidth=5, boundary=0, position="dodge")
+        + scale_fill_manual(values=dict(zip(df["model"].cat.categories, ["#0072B2", "#E69F00", *PALETTE], strict=False)))
         + facet_wrap("~persona", ncol=columns)
         + labs(title="Alignment histograms by persona", x="alignment", y="answers")
         + _theme(9)

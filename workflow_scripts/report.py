@@ -165,10 +165,12 @@ def missing_section(tables: dict[str, pl.DataFrame]) -> str:
     if missing.height == 0:
         lines.append("Every expected condition has scored answers.")
     else:
-        lines.append(f"{missing.height} condition(s) are missing from the analysis:\n")
-        lines.append(markdown_table(_rows(missing), [
+        lines.append(f"{missing.height} condition(s) of the configured grid are missing from the analysis:\n")
+        grouped = missing.group_by(["model", "persona", "status"], maintain_order=True).agg(pl.col("dataset"))
+        lines.append(markdown_table(_rows(grouped), [
             ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]),
-            ("Dataset", lambda r: _dataset_name(r["dataset"])), ("Status", lambda r: r["status"]),
+            ("Datasets", lambda r: ", ".join(_dataset_name(d) for d in r["dataset"])),
+            ("Status", lambda r: r["status"]),
         ]))
     scores = tables["missing_scores"]
     if scores.height:
