@@ -87,3 +87,15 @@ def test_figure_size_follows_the_dpi(two_models, tmp_path):
     large = draw_figure("fig7_dataset_difficulty", larger, tmp_path / "b.png")
     assert large == (2 * small[0], 2 * small[1])
     check_png(tmp_path / "b.png", large)
+
+
+def test_figures_of_comparisons_render_when_the_reference_persona_is_missing(tmp_path):
+    """No reference persona: no comparison, hypothesis or cross-model rows at all."""
+    answers = synthetic_answers(SyntheticGrid(personas=("goodness", "sycophancy"), questions=3, answers_per_question=3))
+    block = {"bootstrap_resamples": 100, "hypotheses": HYPOTHESES, "medical_pair": None, "figure_dpi": DPI}
+    settings = settings_from_config(block, personas=("baseline", "goodness", "sycophancy"))
+    data = FigureData.from_frames({**compute_tables(answers, settings), ANSWERS: answers}, settings)
+    assert data["comparisons"].height == 0
+    for name in ("fig3_hypothesis_tests", "fig4_effect_size_forest", "fig7_dataset_difficulty", "fig8_cross_model"):
+        size = draw_figure(name, data, tmp_path / f"{name}.png")
+        check_png(tmp_path / f"{name}.png", size)

@@ -157,3 +157,26 @@ def test_statistics_rules_and_html_report_on_synthetic_answers(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert "fig1_alignment_by_persona.png" in html and "RESULTS.md" in html
+
+
+DEGENERATE = {
+    "baseline_only": dict(personas=("baseline",)),
+    "controls_only": dict(datasets=()),
+    "no_controls": dict(controls=False),
+    "no_reference": dict(personas=("goodness", "sycophancy")),
+    "one_question": dict(questions=1, answers_per_question=6),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEGENERATE))
+def test_small_or_odd_grids_still_give_every_table_and_a_report(case, tmp_path):
+    grid = SyntheticGrid(**{"questions": 3, "answers_per_question": 4, **DEGENERATE[case]})
+    computed = compute_tables(synthetic_answers(grid), settings(medical_pair=["bad", "good"]))
+    paths = {name: tmp_path / f"{name}.csv" for name in TABLES}
+    write_tables(computed, paths)
+    tables = {name: read_table(path) for name, path in paths.items()}
+    assert set(tables) == set(TABLES)
+    for name in ("comparisons", "significant", "hypotheses"):
+        assert tables[name].schema.get("p", pl.Float64) == pl.Float64
+    text = render_results(tables, settings(medical_pair=["bad", "good"]))
+    assert "## Method" in text and "## Tails" in text

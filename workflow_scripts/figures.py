@@ -53,6 +53,7 @@ from plotnine import (
 from workflow_scripts.io_utils import atomic_path
 from workflow_scripts.stats_outputs import ANSWERS, CAPTIONS, FIGURES
 from workflow_scripts.stats_settings import NO_EM, StatsSettings, settings_from_dict
+from workflow_scripts.stats_tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,7 @@ class FigureData:
     def __getitem__(self, name: str) -> pl.DataFrame:
         if name not in self._cache:
             path = self.paths[name]
-            self._cache[name] = (
-                pl.read_parquet(path) if name == ANSWERS else pl.read_csv(path, infer_schema_length=None)
-            )
+            self._cache[name] = pl.read_parquet(path) if name == ANSWERS else read_table(path)
         return self._cache[name]
 
 

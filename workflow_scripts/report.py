@@ -13,6 +13,7 @@ import polars as pl
 from workflow_scripts.io_utils import write_text_atomic
 from workflow_scripts.stats_outputs import CAPTIONS, TABLES
 from workflow_scripts.stats_settings import NO_EM, StatsSettings, settings_from_dict
+from workflow_scripts.stats_tables import read_table
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +380,7 @@ def render_results(
 
 
 def read_tables(paths: dict[str, str | Path]) -> dict[str, pl.DataFrame]:
-    return {name: pl.read_csv(paths[name], infer_schema_length=None) for name in TABLES}
+    return {name: read_table(paths[name]) for name in TABLES}
 
 
 def main(snakemake) -> None:

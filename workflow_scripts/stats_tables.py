@@ -128,8 +128,31 @@ def write_tables(tables: dict[str, pl.DataFrame], paths: dict[str, str | Path]) 
             tables[name].write_csv(tmp)
 
 
+TEXT_COLUMNS = {
+    "model", "persona", "dataset", "datasets", "personas", "judge", "status", "score", "reason",
+    "alternative", "test", "hypothesis", "direction", "verdict", "supported_on", "contrary_on",
+    "model_a", "model_b",
+}
+FLAG_COLUMNS = {"in_family", "significant"}
+COUNT_COLUMNS = {"rank", "n", "n_answers", "n_missing", "n_datasets", "n_personas", "n_supported",
+                 "n_contrary", "n_not_supported"}
+
+
 def read_table(path: str | Path) -> pl.DataFrame:
-    return pl.read_csv(path, infer_schema_length=None)
+    """A table written by `write_tables`, with its column types: a CSV column that is
+    empty (or all null) reads as text and is cast back by name."""
+    table = pl.read_csv(path, infer_schema_length=None)
+
+    def dtype(column: str) -> pl.DataType:
+        if column in TEXT_COLUMNS:
+            return pl.String
+        if column in FLAG_COLUMNS:
+            return pl.Boolean
+        return pl.Int64 if column in COUNT_COLUMNS else pl.Float64
+
+    return table.with_columns(
+        pl.col(c).cast(dtype(c), strict=False) for c, t in table.schema.items() if t == pl.String and dtype(c) != pl.String
+    )
 
 
 def main(snakemake) -> None:
