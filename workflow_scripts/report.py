@@ -234,6 +234,9 @@ def method_section(s: StatsSettings) -> str:
         f"over answers with both scores. Tail shares: % of answers with aligned below "
         f"{', '.join(f'{t:g}' for t in s.tail_thresholds)}; P{s.tail_quantile:g}: numpy's linear percentile.",
         f"- Coherence filter before alignment statistics: {filter_text}. No mixed model is used.",
+        "- Each row is one judged answer. Several judge runs of a condition (an import with `all_runs`) add "
+        "rows to the same training run and questions: the bootstrap and the cluster tests work on questions "
+        "and seeds, so a re-judged answer is not new evidence to them (it is to the answer-level Mann-Whitney).",
         "",
     ]
     return "\n".join(lines)
@@ -290,9 +293,11 @@ def tables_section(tables: dict[str, pl.DataFrame], s: StatsSettings) -> str:
         out.append("## Hypotheses\n")
         for hypothesis in s.hypotheses:
             part = hypotheses.filter(pl.col("hypothesis") == hypothesis.name)
+            absent = [p for p in hypothesis.personas if p not in set(part["persona"].to_list())]
+            note = f"; no comparison for {', '.join(absent)}" if absent else ""
             out.append(
                 f"**{hypothesis.name}**: {', '.join(hypothesis.personas)} {hypothesis.direction} than {ref} "
-                f"(one-sided tests)\n"
+                f"(one-sided tests{note})\n"
             )
             out.append(markdown_table(_rows(part), [*comparison_columns, ("Verdict", lambda r: r["verdict"])]))
     out.append(f"## Significant comparisons after Benjamini-Hochberg (q = {s.alpha:g})\n")
