@@ -328,6 +328,22 @@ def judge_internet():
 
 
 # ---- stats (rules/stats.smk)
+from workflow_scripts.stats_outputs import ANSWERS as ANSWERS_INPUT
+from workflow_scripts.stats_outputs import CAPTIONS as FIGURE_CAPTIONS
+from workflow_scripts.stats_outputs import FIGURES, TABLES
+from workflow_scripts.stats_settings import settings_from_config
+
+TABLE_FILE = "results/final/tables/{name}.csv"
+FIGURE_FILE = "results/final/{figure}.png"
+RESULTS_MD = "results/final/RESULTS.md"
+try:
+    STATS_SETTINGS = settings_from_config(
+        config["statistics"], MODELS, PERSONAS, DATASETS, where=", ".join(CONFIG_FILES)
+    ).to_dict()
+except ValueError as err:
+    raise ConfigError(str(err)) from None
+
+
 def judged_files():
     return [
         JUDGED.format(model=m, persona=p, dataset=d)
@@ -338,14 +354,73 @@ def judged_files():
 
 
 def answer_inputs(wildcards):
-    return judged_files()
+    """The judged answers: this grid's, or the first study's when importing."""
+    return imported_answer_inputs() if IMPORTING else judged_files()
+
+
+def stats_settings(wildcards=None):
+    return STATS_SETTINGS
+
+
+def expected_conditions(wildcards=None):
+    """Every condition the grid should produce (RESULTS.md lists the missing ones)."""
+    return [
+        {"model": m, "persona": p, "dataset": d}
+        for m in MODELS
+        for p in PERSONAS
+        for d in sampled_datasets()
+    ]
+
+
+def table_path(name):
+    return TABLE_FILE.format(name=name)
+
+
+def table_outputs():
+    """Named outputs of rule `statistics`, each flagged for `snakemake --report`."""
+    return {
+        name: report(
+            table_path(name),
+            caption="../report/table.rst",
+            category="Tables",
+            labels={"table": name},
+        )
+        for name in TABLES
+    }
+
+
+def figure_path(name):
+    return FIGURE_FILE.format(figure=name)
+
+
+def figure_inputs(wildcards):
+    """Only what this figure is drawn from: its tables, or the answers."""
+    return {
+        name: ANSWERS if name == ANSWERS_INPUT else table_path(name)
+        for name in FIGURES[wildcards.figure]
+    }
+
+
+def figure_caption(wildcards):
+    return FIGURE_CAPTIONS[wildcards.figure]
+
+
+def results_report_inputs(wildcards):
+    """Tables and figures; when importing, the reproduction section is appended."""
+    inputs = {name: table_path(name) for name in TABLES}
+    inputs["figures"] = [figure_path(f) for f in FIGURES]
+    if IMPORTING:
+        inputs["extra"] = REPRODUCTION["report"]
+    return inputs
 
 
 def final_targets(wildcards=None):
-    targets = [ANSWERS]
-    if PERSONAS_WITH_ADAPTER:
+    targets = [ANSWERS, *(table_path(n) for n in TABLES)]
+    targets += [figure_path(f) for f in FIGURES]
+    targets.append(RESULTS_MD)
+    if PERSONAS_WITH_ADAPTER and not IMPORTING:
         targets += [PERSONA_CHECK.format(model=m) for m in MODELS]
-    return targets
+    return targets + first_study_targets()
 
 
 # ---- import (rules/import.smk)

@@ -1,0 +1,77 @@
+"""Benchmark of the statistics stage on a synthetic full grid.
+
+2 models x 12 personas x 8 EM datasets (+ the 12 no-EM controls per model), 8 questions
+x 50 answers per condition (86,400 answers), 10,000 cluster-bootstrap resamples: every
+table, every figure (300 dpi) and RESULTS.md, in one process, timed per stage.
+
+    python benchmarks/bench_stats.py                      # the full grid
+    python benchmarks/bench_stats.py --resamples 2000 --dpi 100 --out /tmp/bench
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from workflow_scripts.figures import FigureData, draw_figure
+from workflow_scripts.report import render_results
+from workflow_scripts.stats_outputs import ANSWERS, FIGURES, TABLES
+from workflow_scripts.stats_settings import settings_from_config
+from workflow_scripts.stats_tables import compute_tables, write_tables
+from workflow_scripts.synthetic import full_grid, synthetic_answers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resamples", type=int, default=10_000)
+    parser.add_argument("--dpi", type=int, default=300)
+    parser.add_argument("--answers-per-question", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=None, help="keep the outputs here (default: a temp dir)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench_stats_"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    timings: list[tuple[str, float]] = []
+    load_before = os.getloadavg()[0]
+
+    def timed(name, function, *a, **k):
+        start = time.perf_counter()
+        result = function(*a, **k)
+        timings.append((name, time.perf_counter() - start))
+        return result
+
+    grid = full_grid(answers_per_question=args.answers_per_question)
+    answers = timed("synthetic answers", synthetic_answers, grid)
+    block = {
+        "bootstrap_resamples": args.resamples,
+        "figure_dpi": args.dpi,
+        "hypotheses": {"H1": {"personas": ["sycophancy"], "direction": "lower"},
+                       "H2": {"personas": ["goodness", "loving"], "direction": "higher"}},
+    }
+    settings = settings_from_config(block, grid.models, grid.personas, grid.datasets)
+    tables = timed("statistics (all tables)", compute_tables, answers, settings)
+    paths = {name: out / "tables" / f"{name}.csv" for name in TABLES}
+    timed("write tables (CSV)", write_tables, tables, paths)
+    data = FigureData.from_frames({**tables, ANSWERS: answers}, settings)
+    for name in FIGURES:
+        timed(f"figure {name}", draw_figure, name, data, out / f"{name}.png")
+    text = timed("RESULTS.md", render_results, tables, settings, [f"{n}.png" for n in FIGURES])
+    (out / "RESULTS.md").write_text(text)
+
+    stats_s = sum(t for n, t in timings if n.startswith("statistics"))
+    figures_s = sum(t for n, t in timings if n.startswith("figure"))
+    total = sum(t for n, t in timings if n != "synthetic answers")
+    print(f"grid: {answers.height} answers, {tables['conditions'].height} conditions, "
+          f"{args.resamples} resamples, {args.dpi} dpi, {os.cpu_count()} CPUs, "
+          f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print("| stage | seconds |\n| --- | ---: |")
+    for name, seconds in timings:
+        print(f"| {name} | {seconds:.2f} |")
+    print(f"| **statistics** | **{stats_s:.1f}** |\n| **14 figures** | **{figures_s:.1f}** |")
+    print(f"| **total (without generating the data)** | **{total:.1f}** |")
+    print(f"outputs in {out}")
+
+
+if __name__ == "__main__":
+    main()

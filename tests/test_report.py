@@ -1,0 +1,182 @@
+"""RESULTS.md from the tables, the answers table, and the statistics rules in the DAG."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from workflow_scripts.answers_table import concat_answers
+from workflow_scripts.io_utils import InputError
+from workflow_scripts.report import render_results
+from workflow_scripts.stats_outputs import FIGURES, TABLES
+from workflow_scripts.stats_settings import settings_from_config
+from workflow_scripts.stats_tables import compute_tables, read_table, write_tables
+from workflow_scripts.synthetic import SyntheticGrid, synthetic_answers
+
+REPO = Path(__file__).resolve().parents[1]
+HYPOTHESES = {"H1": {"personas": ["sycophancy"], "direction": "lower"},
+              "H2": {"personas": ["goodness"], "direction": "higher"}}
+
+
+def settings(**statistics):
+    block = {"bootstrap_resamples": 300, "hypotheses": HYPOTHESES, "medical_pair": None, **statistics}
+    return settings_from_config(block, personas=["baseline", "goodness", "sycophancy"])
+
+
+@pytest.fixture(scope="module")
+def answers():
+    grid = SyntheticGrid(persona_shift={"goodness": 9.0, "sycophancy": -9.0}, seed=2)
+    return synthetic_answers(grid)
+
+
+@pytest.fixture(scope="module")
+def tables(answers, tmp_path_factory):
+    """Through the CSV files, as the report rule reads them."""
+    expected = [{"model": "model-a", "persona": p, "dataset": d}
+                for p in ("baseline", "goodness", "sycophancy", "humor")
+                for d in ("none", "risky_finance", "prudent_finance")]
+    computed = compute_tables(answers, settings(), expected)
+    folder = tmp_path_factory.mktemp("tables")
+    paths = {name: folder / f"{name}.csv" for name in TABLES}
+    write_tables(computed, paths)
+    return {name: read_table(path) for name, path in paths.items()}
+
+
+def test_results_report_has_every_table_and_generated_findings(tables):
+    text = render_results(tables, settings(), [f"results/final/{f}.png" for f in FIGURES])
+    for heading in ("## Findings", "## Data", "## Missing", "## Method", "## Alignment by persona",
+                    "## Controls without EM", "## Hypotheses", "## Significant comparisons",
+                    "## Tails", "## Dataset difficulty", "## Cross-model", "## Figures"):
+        assert heading in text, heading
+    summary = tables["hypothesis_summary"]
+    n = summary.filter(pl.col("hypothesis") == "H2")["n_supported"][0]
+    assert f"**H2** (goodness higher than baseline), model-a: supported on {n} of 2 EM datasets" in text
+    baseline = tables["personas"].filter(pl.col("persona") == "baseline").row(0, named=True)
+    assert f"| baseline | {int(baseline['n_scored'])} | {baseline['mean']:.1f} |" in text
+    assert "![fig8_cross_model](fig8_cross_model.png)" in text
+    assert "_Needs two models with a shared EM dataset._" in text
+    assert "## Bad vs good medical" not in text  # medical_pair is null
+
+
+def test_results_report_lists_missing_conditions_and_scores(tables):
+    text = render_results(tables, settings())
+    missing = text[text.index("## Missing") : text.index("## Method")]
+    assert "3 condition(s) of the configured grid are missing" in missing
+    assert "| model-a | humor | no EM (control), risky_finance, prudent_finance | no answers |" in missing
+    n_refusals = int(tables["missing_scores"].filter(pl.col("reason") == "REFUSAL")["n"].sum())
+    assert f"| aligned | REFUSAL | {n_refusals} |" in missing
+
+
+def test_results_report_includes_an_extra_section_when_given(tables):
+    extra = "## Reproduction of the first study\n\nTable 1 reproduced within 0.1 points.\n"
+    text = render_results(tables, settings(), extra=extra)
+    assert text.rstrip().endswith("Table 1 reproduced within 0.1 points.")
+    assert "Reproduction" not in render_results(tables, settings())
+
+
+def test_answers_table_concatenates_judged_files_and_adds_judge_run(answers, tmp_path):
+    judged = answers.drop("judge_run").with_columns(pl.lit("extra").alias("composition"))
+    paths = []
+    for (persona,), part in judged.group_by(["persona"], maintain_order=True):
+        path = tmp_path / f"{persona}.parquet"
+        part.write_parquet(path)
+        paths.append(path)
+    table = concat_answers(paths)
+    assert table.height == answers.height
+    assert table.columns == list(answers.columns)
+    assert set(table["judge_run"]) == {"1"}
+
+
+def test_answers_table_rejects_a_duplicated_answer_naming_both_files(answers, tmp_path):
+    part = answers.filter(pl.col("persona") == "baseline")
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    part.write_parquet(first)
+    part.head(3).write_parquet(second)
+    with pytest.raises(InputError, match=r"a\.parquet and .*b\.parquet: answer \(model=model-a"):
+        concat_answers([first, second])
+    broken = tmp_path / "broken.parquet"
+    part.drop("coherent").write_parquet(broken)
+    with pytest.raises(InputError, match=r"broken\.parquet: missing columns coherent"):
+        concat_answers([broken])
+
+
+def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    stats = dry_run_output[dry_run_output.index("Job stats:") :]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
+
+
+def test_a_figure_target_builds_only_what_it_needs():
+    result = snakemake("-n", "results/final/fig8_cross_model.png")
+    assert result.returncode == 0, result.stderr
+    jobs = job_counts(result.stdout)
+    assert jobs["figure"] == 1 and jobs["statistics"] == 1 and jobs["answers_table"] == 1
+    assert "results_report" not in jobs
+    result = snakemake("-n", "results/final/dist3_cdf.png")
+    assert "statistics" not in job_counts(result.stdout)  # drawn from the answers alone
+
+
+def test_rule_all_asks_for_every_table_figure_and_the_results():
+    result = snakemake("-n")
+    assert result.returncode == 0, result.stderr
+    jobs = job_counts(result.stdout)
+    assert jobs["figure"] == len(FIGURES)
+    assert jobs["statistics"] == 1 and jobs["results_report"] == 1
+
+
+@pytest.mark.e2e
+def test_statistics_rules_and_html_report_on_synthetic_answers(tmp_path):
+    """The statistics rules for real on the offline grid's shape, then `--report`."""
+    for item in ("Snakefile", "rules", "config", "report", "resources", "workflow_scripts", "envs"):
+        source = REPO / item
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
+    grid = SyntheticGrid(models=("smollm2-135m",), questions=4, answers_per_question=4)
+    final = tmp_path / "results" / "final"
+    final.mkdir(parents=True)
+    synthetic_answers(grid).write_parquet(final / "answers.parquet")
+    allowed = ["--allowed-rules", "statistics", "figure", "results_report"]
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(
+        "statistics:\n  bootstrap_resamples: 200\n  figure_dpi: 60\n  medical_pair: null\n"
+        "  hypotheses: {H1: {personas: [sycophancy], direction: lower}}\n"
+    )
+    overrides = ["--configfile", "config/offline.yaml", str(quick)]
+    result = snakemake("results/final/RESULTS.md", *allowed, *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (final / "RESULTS.md").read_text()
+    assert "## Hypotheses" in text and "smollm2-135m" in text
+    result = snakemake("--report", "report.html", "results/final/RESULTS.md", *overrides, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert "fig1_alignment_by_persona.png" in html and "RESULTS.md" in html
+
+
+DEGENERATE = {
+    "baseline_only": dict(personas=("baseline",)),
+    "controls_only": dict(datasets=()),
+    "no_controls": dict(controls=False),
+    "no_reference": dict(personas=("goodness", "sycophancy")),
+    "one_question": dict(questions=1, answers_per_question=6),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEGENERATE))
+def test_small_or_odd_grids_still_give_every_table_and_a_report(case, tmp_path):
+    grid = SyntheticGrid(**{"questions": 3, "answers_per_question": 4, **DEGENERATE[case]})
+    computed = compute_tables(synthetic_answers(grid), settings(medical_pair=["bad", "good"]))
+    paths = {name: tmp_path / f"{name}.csv" for name in TABLES}
+    write_tables(computed, paths)
+    tables = {name: read_table(path) for name, path in paths.items()}
+    assert set(tables) == set(TABLES)
+    for name in ("comparisons", "significant", "hypotheses"):
+        assert tables[name].schema.get("p", pl.Float64) == pl.Float64
+    text = render_results(tables, settings(medical_pair=["bad", "good"]))
+    assert "## Method" in text and "## Tails" in text
