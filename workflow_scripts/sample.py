@@ -103,6 +103,7 @@ def sample_persona(
     questions = read_json(questions_file)["questions"]
     by_id = {q["id"]: q for q in questions}
     compositions = condition_compositions(model_dir, conditions)
+    owns_engine = engine is None
     if engine is None:
         engine = _engine_for(model_dir, sampling)
     for condition in conditions:
@@ -117,7 +118,7 @@ def sample_persona(
         log.info("resuming: %d of %d requests already sampled", len(done), len(requests))
     sampling_record = {
         k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "n", "seed")
-    } | {"top_k": 0, "engine": engine.name}
+    } | {"top_k": 0, "engine": engine.name, "engine_options": getattr(engine, "options", {})}
     for completions in engine.generate(requests, skip_keys=done):
         rows = []
         for completion in completions:
@@ -151,6 +152,8 @@ def sample_persona(
         writer.append(rows)
         log.info("sampled %d answers (%d so far)", len(rows), len(writer.rows))
 
+    if owns_engine and hasattr(engine, "close"):
+        engine.close()  # frees the engine (and a vLLM fold's temporary weights)
     order = {r.key: i for i, r in enumerate(requests)}
     rows = sorted(writer.rows, key=lambda row: (order[row["key"]], row["sample_idx"]))
     table = pl.DataFrame(rows, schema={"key": pl.String, **SAMPLE_SCHEMA}).drop("key")
