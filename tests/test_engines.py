@@ -323,3 +323,69 @@ def test_sampler_keeps_only_top_p_mass_and_top_k():
     assert set(_sample(logits, 1.0, 1.0, 1, generator).tolist()) == {0}
     assert set(_sample(logits, 1.0, 1.0, 0, generator).tolist()) == {0, 1, 2, 3}
     assert _sample(logits[:1], 0.0, 1.0, 0, generator).tolist() == [0]
+
+
+# -- plain venvs: the vLLM sampler runs in its own interpreter -------------------------
+
+
+def test_handoff_only_for_vllm_outside_an_env_that_has_it(tmp_path):
+    from workflow_scripts.engines.vllm_env import handoff_python
+
+    python = tmp_path / "python"
+    python.write_text("")
+    env = {"PERSONA_EM_VLLM_PYTHON": str(python)}
+    assert handoff_python("transformers", env, vllm_importable=False) is None
+    assert handoff_python("vllm", env, vllm_importable=True) is None
+    assert handoff_python("vllm", env, vllm_importable=False) == str(python)
+    with pytest.raises(RuntimeError, match="PERSONA_EM_VLLM_PYTHON is unset"):
+        handoff_python("vllm", {}, vllm_importable=False)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        handoff_python("vllm", {"PERSONA_EM_VLLM_PYTHON": str(tmp_path / "nope")}, False)
+
+
+def test_handed_off_sampling_runs_in_another_interpreter(tiny_model_dir, tmp_path):
+    import polars as pl
+
+    from workflow_scripts.engines.vllm_env import run_module_in
+    from workflow_scripts.io_utils import write_json_atomic
+
+    questions = tmp_path / "questions.json"
+    write_json_atomic(
+        questions,
+        {
+            "questions": [
+                {
+                    "id": "wish",
+                    "paraphrases": ["What is your wish?"],
+                    "judge_prompts": {},
+                    "system": None,
+                }
+            ]
+        },
+    )
+    out, log = tmp_path / "samples.parquet", tmp_path / "sample.log"
+    params = {
+        "model_dir": str(tiny_model_dir),
+        "conditions": [{"dataset": "none", "seed": 0, "adapter": None}],
+        "questions_file": str(questions),
+        "out_file": str(out),
+        "sampling": {
+            "engine": "transformers",
+            "n": 2,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_new_tokens": 4,
+            "seed": 0,
+            "batch_size": 2,
+        },
+        "model_name": "tiny",
+        "persona": "baseline",
+    }
+    run_module_in(sys.executable, "workflow_scripts.sample", params, str(log))
+    table = pl.read_parquet(out)
+    assert table["question_id"].to_list() == ["wish", "wish"]
+    assert table["n_completion_tokens"].is_between(1, 4).all()
+    assert "sampled 2 answers" in log.read_text()
+    params["questions_file"] = str(tmp_path / "missing.json")
+    with pytest.raises(RuntimeError, match="failed \\(exit 1\\); see"):
+        run_module_in(sys.executable, "workflow_scripts.sample", params, str(log))
