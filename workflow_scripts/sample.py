@@ -103,6 +103,7 @@ def sample_persona(
     questions = read_json(questions_file)["questions"]
     by_id = {q["id"]: q for q in questions}
     compositions = condition_compositions(model_dir, conditions)
+    owns_engine = engine is None
     if engine is None:
         engine = _engine_for(model_dir, sampling)
     for condition in conditions:
@@ -117,7 +118,7 @@ def sample_persona(
         log.info("resuming: %d of %d requests already sampled", len(done), len(requests))
     sampling_record = {
         k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "n", "seed")
-    } | {"top_k": 0, "engine": engine.name}
+    } | {"top_k": 0, "engine": engine.name, "engine_options": getattr(engine, "options", {})}
     for completions in engine.generate(requests, skip_keys=done):
         rows = []
         for completion in completions:
@@ -151,6 +152,8 @@ def sample_persona(
         writer.append(rows)
         log.info("sampled %d answers (%d so far)", len(rows), len(writer.rows))
 
+    if owns_engine and hasattr(engine, "close"):
+        engine.close()  # frees the engine (and a vLLM fold's temporary weights)
     order = {r.key: i for i, r in enumerate(requests)}
     rows = sorted(writer.rows, key=lambda row: (order[row["key"]], row["sample_idx"]))
     table = pl.DataFrame(rows, schema={"key": pl.String, **SAMPLE_SCHEMA}).drop("key")
@@ -176,14 +179,47 @@ def conditions_from_params(conditions: list[dict]) -> list[Condition]:
     return [Condition(c["dataset"], int(c["seed"]), c["adapter"]) for c in conditions]
 
 
-if "snakemake" in globals():
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-    sample_persona(
-        model_dir=Path(snakemake.input.model),
-        conditions=conditions_from_params(snakemake.params.conditions),
-        questions_file=Path(snakemake.input.questions),
-        out_file=Path(snakemake.output.samples),
-        sampling=snakemake.params.sampling,
-        model_name=snakemake.wildcards.model,
-        persona=snakemake.wildcards.persona,
+def sample_from_params(params: dict) -> pl.DataFrame:
+    """sample_persona from JSON-able parameters (the rule's, or a handed-off run's)."""
+    return sample_persona(
+        model_dir=Path(params["model_dir"]),
+        conditions=conditions_from_params(params["conditions"]),
+        questions_file=Path(params["questions_file"]),
+        out_file=Path(params["out_file"]),
+        sampling=params["sampling"],
+        model_name=params["model_name"],
+        persona=params["persona"],
     )
+
+
+def main(smk: Any) -> None:
+    import os
+
+    from workflow_scripts.engines.vllm_env import handoff_python, run_module_in, vllm_importable
+
+    logging.basicConfig(filename=smk.log[0], level=logging.INFO)
+    params = {
+        "model_dir": smk.input.model,
+        "conditions": list(smk.params.conditions),
+        "questions_file": smk.input.questions,
+        "out_file": smk.output.samples,
+        "sampling": dict(smk.params.sampling),
+        "model_name": smk.wildcards.model,
+        "persona": smk.wildcards.persona,
+    }
+    # plain venvs: vLLM lives in its own venv (envs/README.md)
+    python = handoff_python(params["sampling"]["engine"], os.environ, vllm_importable())
+    if python:
+        run_module_in(python, "workflow_scripts.sample", params, smk.log[0])
+    else:
+        sample_from_params(params)
+
+
+if __name__ == "__main__":  # python -m workflow_scripts.sample PARAMS.json (a handed-off run)
+    import sys
+
+    logging.basicConfig(level=logging.INFO)
+    sample_from_params(json.loads(Path(sys.argv[1]).read_text()))
+
+if "snakemake" in globals():
+    main(snakemake)

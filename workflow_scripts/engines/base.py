@@ -60,18 +60,20 @@ class Engine(Protocol):
 
 
 def request_batches(
-    requests: list[GenerationRequest], max_sequences: int
+    requests: list[GenerationRequest], max_sequences: int, mix_adapters: bool = False
 ) -> list[list[GenerationRequest]]:
     """Cut requests into batches of at most `max_sequences` sequences (n per request),
-    never mixing adapters or sampling settings in one batch. Order-preserving and a
-    pure function of the request list, so batch boundaries are the same on resume."""
+    never mixing sampling settings, nor adapters unless `mix_adapters` (an engine that
+    serves several LoRAs in one batch, like vLLM). Order-preserving and a pure
+    function of the request list, so batch boundaries are the same on resume."""
     batches: list[list[GenerationRequest]] = []
     current: list[GenerationRequest] = []
     size = 0
     for request in requests:
         n = request.params.n
         same_kind = not current or (
-            current[0].adapter == request.adapter and current[0].params == request.params
+            (mix_adapters or current[0].adapter == request.adapter)
+            and current[0].params == request.params
         )
         if current and (not same_kind or size + n > max_sequences):
             batches.append(current)

@@ -1,8 +1,13 @@
-"""transformers engine: CPU runs and tests (and a GPU fallback).
+"""transformers engine: CPU runs and tests, and a GPU sampler where vLLM is not wanted.
 
 Batched, left-padded, seeded per batch, `top_k=0` unless asked (transformers
 applies top_k=50 by default). EM adapters are served with peft on the one loaded
 model: `set_adapter` per batch, adapters disabled for the model itself.
+
+Decoding (`decode`): "generate" is plain `model.generate` (the CPU default);
+"graphs" (the CUDA default) is a static KV cache with the decode step replayed as
+a CUDA graph (static_decode.py), several times faster on a GPU; "static" is the
+same static-cache loop without graphs (tests check it against "generate").
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class TransformersEngine:
         dtype: str | None = None,
         device: str | None = None,
         max_batch_sequences: int = 32,
+        decode: str = "auto",
     ):
         import transformers
 
@@ -40,6 +46,34 @@ class TransformersEngine:
         self.max_batch_sequences = max_batch_sequences
         self._peft: Any = None
         self._stop_ids = self._eos_ids()
+        self.decode = self._decode_mode(decode)
+        self._decoder: Any = None
+        if self.decode != "generate":
+            from workflow_scripts.engines.static_decode import StaticDecoder
+
+            self._decoder = StaticDecoder(self.model, use_graphs=self.decode == "graphs")
+        self.options = {
+            "dtype": str(self.model.dtype).removeprefix("torch."),
+            "device": self.model.device.type,
+            "max_batch_sequences": max_batch_sequences,
+            "decode": self.decode,
+        }
+
+    def _decode_mode(self, decode: str) -> str:
+        from workflow_scripts.engines.static_decode import supports_static_decode
+
+        if decode not in {"auto", "generate", "static", "graphs"}:
+            raise ValueError(
+                f"transformers engine: decode '{decode}'; expected auto, generate, static or graphs"
+            )
+        on_cuda = self.model.device.type == "cuda"
+        if decode == "auto":
+            decode = "graphs" if on_cuda else "generate"
+        if decode == "graphs" and not on_cuda:
+            raise ValueError("transformers engine: decode 'graphs' needs a CUDA device")
+        if decode != "generate" and not supports_static_decode(self.model):
+            return "generate"
+        return decode
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
@@ -85,24 +119,45 @@ class TransformersEngine:
 
         tokenizer = self.tokenizer
         prompts = [render(tokenizer, list(r.messages)) for r in batch]
-        expanded = [(r, i, p) for r, p in zip(batch, prompts, strict=True) for i in range(r.params.n)]
+        expanded = [
+            (r, i, p) for r, p in zip(batch, prompts, strict=True) for i in range(r.params.n)
+        ]
         encoded = tokenizer(
             [p for _, _, p in expanded], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.model.device)
         params = batch[0].params
-        sample = params.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
-            "do_sample": sample,
-            "pad_token_id": tokenizer.pad_token_id,
-            "eos_token_id": self._stop_ids,
-        }
-        if sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
-        torch.manual_seed(batch_seed(batch))
-        with self._serving(batch[0].adapter) as model, torch.inference_mode():
-            output = model.generate(**encoded, **kwargs)
-        new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
+        adapter = batch[0].adapter
+        if self._decoder is not None:
+            new_tokens = self._decoder.generate(
+                model=self._peft if self._peft is not None else self.model,
+                adapter_key=adapter,
+                serving=lambda: self._serving(adapter),
+                input_ids=encoded["input_ids"],
+                attention_mask=encoded["attention_mask"],
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                top_k=params.top_k,
+                stop_ids=self._stop_ids,
+                pad_id=tokenizer.pad_token_id,
+                seed=batch_seed(batch),
+            ).tolist()
+        else:
+            sample = params.temperature > 0
+            kwargs: dict[str, Any] = {
+                "max_new_tokens": params.max_new_tokens,
+                "do_sample": sample,
+                "pad_token_id": tokenizer.pad_token_id,
+                "eos_token_id": self._stop_ids,
+            }
+            if sample:
+                kwargs.update(
+                    temperature=params.temperature, top_p=params.top_p, top_k=params.top_k
+                )
+            torch.manual_seed(batch_seed(batch))
+            with self._serving(adapter) as model, torch.inference_mode():
+                output = model.generate(**encoded, **kwargs)
+            new_tokens = output[:, encoded["input_ids"].shape[1] :].tolist()
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         completions = []
         for (request, sample_idx, prompt), tokens, n_prompt in zip(
