@@ -201,12 +201,6 @@ def sampled_datasets():
 
 
 # ---------------------------------------------------------------- judging
-def judge_model_inputs(wildcards):
-    if config["judge"]["kind"] == "local":
-        return {"judge_model": model_dir(config["judge"]["model"])}
-    return {}
-
-
 def judge_settings(wildcards):
     """Judge settings without any secret: the API key is read from the environment
     variable named here, inside the job, and never passed as a param."""
@@ -325,6 +319,24 @@ def judge_gpus():
 def judge_internet():
     return int(JUDGE["kind"] == "openai")
 
+
+def missing_judge_key(jobs):
+    """The API key variable a remote judge needs, if judge jobs are due and it is unset."""
+    key_env = JUDGE.get("api_key_env")
+    if JUDGE["kind"] != "openai" or not key_env or os.environ.get(key_env):
+        return None
+    return key_env if any(job.rule.name == "judge" for job in jobs) else None
+
+
+onstart:
+    # Before any job (and never on a dry-run): a remote judge without its key would
+    # otherwise fail only after hours of training and sampling.
+    key_env = missing_judge_key(workflow.dag.needrun_jobs())
+    if key_env:
+        raise WorkflowError(
+            f"{CONFIG_FILES[0]}: judge.api_key_env: the environment variable {key_env} "
+            "is not set; export it before running (the key is never read from config)"
+        )
 
 
 # ---- stats (rules/stats.smk)

@@ -7,7 +7,7 @@ Parse time (before any job; `snakemake -n` shows them):
   7 missing constitution file       8 malformed constitution (JSON)  9 constitution with a bad field
  10 local data file missing        11 remote file without sha256    12 kl dataset without reference
  13 local judge not a model        14 reference persona unknown     15 released persona lacks a model
- 16 dataset named 'none' (reserved)
+ 16 dataset named 'none' (reserved)       23 remote judge without its API key (onstart: before any job)
 Job time (the job that reads the input; the functions are called directly here):
  17 malformed JSONL line           18 checksum mismatch             19 questions without judge prompts
  20 questions YAML syntax error    21 questions.ids unknown         22 HF id not in the offline cache
@@ -20,6 +20,7 @@ Further cases live beside the code that raises them:
 from __future__ import annotations
 
 import copy
+import os
 import re
 import subprocess
 import sys
@@ -280,3 +281,50 @@ def test_22_hf_id_not_in_offline_cache(tmp_path, monkeypatch):
         "cache has no copy and HF_HUB_OFFLINE is set"
     )
     assert not (tmp_path / "base").exists()
+
+
+def test_23_remote_judge_without_api_key_stops_before_any_job(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "judge.api_key_env: the environment variable OPENAI_API_KEY is not set" in output
+    assert not (tmp_path / "results").exists()
+    # a dry-run (preview on a laptop) needs no key
+    dry = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(REPO / "config/config.yaml"),
+            "-n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert dry.returncode == 0, dry.stdout + dry.stderr
