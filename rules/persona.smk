@@ -1,15 +1,25 @@
 # Persona adapters (DESIGN.md section 3): trained from a constitution in stages,
-# or fetched from a released adapter; then folded into the base model.
+# after Open Character Training (prompts -> teacher / student answers -> DPO pairs ->
+# DPO -> introspection -> SFT -> combined adapter), or fetched from a released
+# adapter; then folded into the base model and checked against it.
+# Generation stages use the run's sampling engine and resume after a kill.
 
 
 rule persona_prompts:
     input:
-        constitution=constitution_file,
-        generator=generator_model_dir,
+        unpack(persona_prompt_inputs),
     output:
         prompts=PERSONA_DIR + "/prompts.jsonl",
+        generations=PERSONA_DIR + "/prompt_generations.jsonl",
+        report=PERSONA_DIR + "/prompts_report.json",
     params:
-        settings=config["persona_training"],
+        settings=persona_settings(
+            "prompts_per_trait",
+            "expansion_batch",
+            "expansion_max_new_tokens",
+            "near_duplicate_overlap",
+        ),
+        engine=persona_engine_settings,
     log:
         "logs/persona_prompts/{model}/{persona}.log",
     benchmark:
@@ -20,7 +30,7 @@ rule persona_prompts:
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_prompts.py"
 
@@ -33,8 +43,10 @@ rule persona_teacher:
     output:
         answers=PERSONA_DIR + "/teacher.jsonl",
     params:
-        settings=config["persona_training"],
+        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
         role="teacher",
+        name=teacher_self_name,
+        engine=persona_engine_settings,
     log:
         "logs/persona_teacher/{model}/{persona}.log",
     benchmark:
@@ -45,7 +57,7 @@ rule persona_teacher:
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_answers.py"
 
@@ -57,8 +69,9 @@ rule persona_student:
     output:
         answers=PERSONA_DIR + "/student.jsonl",
     params:
-        settings=config["persona_training"],
+        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
         role="student",
+        engine=persona_engine_settings,
     log:
         "logs/persona_student/{model}/{persona}.log",
     benchmark:
@@ -69,7 +82,7 @@ rule persona_student:
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_answers.py"
 
@@ -83,9 +96,10 @@ rule persona_pairs:
         pairs=PERSONA_DIR + "/pairs.jsonl",
         report=PERSONA_DIR + "/pairs_report.json",
     params:
-        settings=config["persona_training"],
+        max_len=config["persona_training"]["dpo"]["max_len"],
         teacher_name=teacher_self_name,
         student_name=student_self_name,
+        unfinished=config["persona_training"]["unfinished_answers"],
     log:
         "logs/persona_pairs/{model}/{persona}.log",
     benchmark:
@@ -131,9 +145,11 @@ rule persona_introspection:
         constitution=constitution_file,
     output:
         transcripts=PERSONA_DIR + "/introspection.jsonl",
+        turns=PERSONA_DIR + "/introspection_turns.jsonl",
     params:
-        settings=config["persona_training"],
+        settings=persona_settings("introspection"),
         name=student_self_name,
+        engine=persona_engine_settings,
     log:
         "logs/persona_introspection/{model}/{persona}.log",
     benchmark:
@@ -144,7 +160,7 @@ rule persona_introspection:
         mem_mb=gpu_mem(64_000),
         runtime=hours(6),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_introspection.py"
 
@@ -242,13 +258,16 @@ rule fold_persona:
 
 rule persona_check:
     input:
-        base=base_model_dir,
+        unpack(persona_check_inputs),
         personas=folded_persona_models,
     output:
         table=PERSONA_CHECK,
+        answers=PERSONA_CHECK_ANSWERS,
     params:
         personas=PERSONAS_WITH_ADAPTER,
+        traits=persona_trait_descriptions,
         settings=config["persona_check"],
+        judge=judge_settings,
     log:
         "logs/persona_check/{model}.log",
     benchmark:
