@@ -217,6 +217,17 @@ def judge_settings(wildcards):
 # ---- persona (rules/persona.smk)
 PERSONAS_WITH_ADAPTER = [p for p in PERSONAS if persona_source(p) != "none"]
 PERSONA_CHECK_ANSWERS = "results/{model}/persona_check_answers.jsonl"
+PERSONA_PROMPTS = "results/{model}/persona/{persona}/prompts.jsonl"
+PERSONA_PROMPT_GENERATIONS = "results/{model}/persona/{persona}/prompt_generations.jsonl"
+PERSONA_PROMPTS_REPORT = "results/{model}/persona/{persona}/prompts_report.json"
+PERSONA_TEACHER = "results/{model}/persona/{persona}/teacher.jsonl"
+PERSONA_STUDENT = "results/{model}/persona/{persona}/student.jsonl"
+PERSONA_PAIRS = "results/{model}/persona/{persona}/pairs.jsonl"
+PERSONA_PAIRS_REPORT = "results/{model}/persona/{persona}/pairs_report.json"
+PERSONA_DPO_ADAPTER = "results/{model}/persona/{persona}/dpo/adapter"
+PERSONA_INTROSPECTION = "results/{model}/persona/{persona}/introspection.jsonl"
+PERSONA_INTROSPECTION_TURNS = "results/{model}/persona/{persona}/introspection_turns.jsonl"
+PERSONA_SFT_ADAPTER = "results/{model}/persona/{persona}/sft/adapter"
 
 
 def persona_self_name(model):

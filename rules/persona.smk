@@ -9,9 +9,9 @@ rule persona_prompts:
     input:
         unpack(persona_prompt_inputs),
     output:
-        prompts=PERSONA_DIR + "/prompts.jsonl",
-        generations=PERSONA_DIR + "/prompt_generations.jsonl",
-        report=PERSONA_DIR + "/prompts_report.json",
+        prompts=PERSONA_PROMPTS,
+        generations=PERSONA_PROMPT_GENERATIONS,
+        report=PERSONA_PROMPTS_REPORT,
     params:
         settings=persona_settings(
             "prompts_per_trait",
@@ -38,10 +38,10 @@ rule persona_prompts:
 rule persona_teacher:
     input:
         constitution=constitution_file,
-        prompts=PERSONA_DIR + "/prompts.jsonl",
+        prompts=PERSONA_PROMPTS,
         model=teacher_model_dir,
     output:
-        answers=PERSONA_DIR + "/teacher.jsonl",
+        answers=PERSONA_TEACHER,
     params:
         settings=persona_settings("answers_per_prompt", "max_new_tokens"),
         role="teacher",
@@ -64,10 +64,10 @@ rule persona_teacher:
 
 rule persona_student:
     input:
-        prompts=PERSONA_DIR + "/prompts.jsonl",
+        prompts=PERSONA_PROMPTS,
         model=base_model_dir,
     output:
-        answers=PERSONA_DIR + "/student.jsonl",
+        answers=PERSONA_STUDENT,
     params:
         settings=persona_settings("answers_per_prompt", "max_new_tokens"),
         role="student",
@@ -89,12 +89,12 @@ rule persona_student:
 
 rule persona_pairs:
     input:
-        teacher=PERSONA_DIR + "/teacher.jsonl",
-        student=PERSONA_DIR + "/student.jsonl",
+        teacher=PERSONA_TEACHER,
+        student=PERSONA_STUDENT,
         tokenizer=base_model_dir,
     output:
-        pairs=PERSONA_DIR + "/pairs.jsonl",
-        report=PERSONA_DIR + "/pairs_report.json",
+        pairs=PERSONA_PAIRS,
+        report=PERSONA_PAIRS_REPORT,
     params:
         max_len=config["persona_training"]["dpo"]["max_len"],
         teacher_name=teacher_self_name,
@@ -116,10 +116,10 @@ rule persona_pairs:
 
 rule persona_dpo:
     input:
-        pairs=PERSONA_DIR + "/pairs.jsonl",
+        pairs=PERSONA_PAIRS,
         model=base_model_dir,
     output:
-        adapter=protected(directory(PERSONA_DIR + "/dpo/adapter")),
+        adapter=protected(directory(PERSONA_DPO_ADAPTER)),
     params:
         settings=config["persona_training"]["dpo"],
         seed=config["persona_training"]["seed"],
@@ -141,11 +141,11 @@ rule persona_dpo:
 rule persona_introspection:
     input:
         model=base_model_dir,
-        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+        dpo_adapter=PERSONA_DPO_ADAPTER,
         constitution=constitution_file,
     output:
-        transcripts=PERSONA_DIR + "/introspection.jsonl",
-        turns=PERSONA_DIR + "/introspection_turns.jsonl",
+        transcripts=PERSONA_INTROSPECTION,
+        turns=PERSONA_INTROSPECTION_TURNS,
     params:
         settings=persona_settings("introspection"),
         name=student_self_name,
@@ -167,11 +167,11 @@ rule persona_introspection:
 
 rule persona_sft:
     input:
-        transcripts=PERSONA_DIR + "/introspection.jsonl",
+        transcripts=PERSONA_INTROSPECTION,
         model=base_model_dir,
-        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+        dpo_adapter=PERSONA_DPO_ADAPTER,
     output:
-        adapter=protected(directory(PERSONA_DIR + "/sft/adapter")),
+        adapter=protected(directory(PERSONA_SFT_ADAPTER)),
     params:
         settings=config["persona_training"]["sft"],
         seed=config["persona_training"]["seed"],
@@ -192,8 +192,8 @@ rule persona_sft:
 
 rule persona_adapter:
     input:
-        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
-        sft_adapter=PERSONA_DIR + "/sft/adapter",
+        dpo_adapter=PERSONA_DPO_ADAPTER,
+        sft_adapter=PERSONA_SFT_ADAPTER,
         model=base_model_dir,
     output:
         adapter=protected(directory(TRAINED_ADAPTER)),
