@@ -255,7 +255,7 @@ def folded_persona_models(wildcards):
     ]
 
 
-PERSONA_GENERATION_KEYS = ("temperature", "top_p", "chunk_size", "seed")
+PERSONA_GENERATION_KEYS = ("temperature", "top_p", "chunk_size", "vllm_chunk_size", "seed")
 
 
 def persona_settings(*keys):

@@ -96,7 +96,7 @@ rule persona_pairs:
         pairs=PERSONA_PAIRS,
         report=PERSONA_PAIRS_REPORT,
     params:
-        max_len=config["persona_training"]["dpo"]["max_len"],
+        max_len=config["persona_training"]["max_len"],
         teacher_name=teacher_self_name,
         student_name=student_self_name,
         unfinished=config["persona_training"]["unfinished_answers"],

@@ -13,17 +13,15 @@ from workflow_scripts.persona.check import (
     OK,
     TABLE_COLUMNS,
     CheckSettings,
-    check_personas,
     flag_for,
     format_table,
+    probe_models,
+    tabulate,
     warn_flags,
 )
 
 SETTINGS = CheckSettings(
-    min_kl=1e-3,
-    trait_prompts=("Say something.", "Tell me a thing."),
-    samples_per_prompt=2,
-    max_new_tokens=6,
+    min_kl=1e-3, trait_prompts=("Say something.", "Tell me a thing."), samples_per_prompt=2, max_new_tokens=6
 )
 
 
@@ -43,51 +41,48 @@ def test_flags(kl, delta, judged, flag):
     assert flag_for(kl, delta, SETTINGS, judged) == flag
 
 
+def length_scorer(prompts):
+    """A stand-in judge: certain of a score that is the answer's length."""
+    answers = [p.split("[ANSWER START]\n")[1].split("\n[ANSWER END]")[0] for p in prompts]
+    return [(float(len(a) % 101), 1.0) for a in answers]
+
+
 def test_check_flags_a_copy_of_base_and_passes_a_changed_model(toy_model_dir, tmp_path, caplog):  # noqa: F811
     same = tmp_path / "same"
     shutil.copytree(toy_model_dir, same)
     other = build_toy_model(toy_model_dir, tmp_path / "other", seed=7)
-
-    def make_judge():
-        # a stand-in judge: certain of a score that depends on the answer's length
-        def judge(messages):
-            answer = messages[0]["content"].split("[ANSWER START]\n")[1].split("\n[ANSWER END]")[0]
-            return {len(answer) % 101: 1.0}
-
-        return judge
-
+    probes = probe_models(toy_model_dir, {"same": same, "other": other}, SETTINGS)
     traits = {"same": "1: I am the same.", "other": "1: I differ."}
-    rows, answers = check_personas(
-        "toy", toy_model_dir, {"same": same, "other": other}, traits, SETTINGS, make_judge, 0.25
-    )
+    rows, answers = tabulate("toy", probes, traits, SETTINGS, length_scorer)
     by = {r["persona"]: r for r in rows}
     assert by["same"]["kl_mean"] == pytest.approx(0.0, abs=1e-9)
     assert by["same"]["flag"].startswith("NO_KL_FROM_BASE")
     assert by["other"]["kl_mean"] > 1e-3
     assert by["other"]["n_answers"] == 4 and by["other"]["n_scored_base"] == 4
-    assert {a["answered_by"] for a in answers} == {"persona", "base"}
-    other_scores = [a["trait_score"] for a in answers if a["persona"] == "other"]
-    persona_mean = sum(other_scores[:4]) / 4
-    base_mean = sum(other_scores[4:]) / 4
-    assert [a["answered_by"] for a in answers if a["persona"] == "other"] == ["persona"] * 4 + [
-        "base"
-    ] * 4
-    assert by["other"]["trait_delta"] == pytest.approx(persona_mean - base_mean)
+    other = [a for a in answers if a["persona"] == "other"]
+    assert [a["answered_by"] for a in other] == ["persona"] * 4 + ["base"] * 4
     assert all(a["trait_score"] == len(a["answer"]) % 101 for a in answers)
-    assert len(answers) == 2 * 2 * 4
+    persona_mean = sum(a["trait_score"] for a in other[:4]) / 4
+    base_mean = sum(a["trait_score"] for a in other[4:]) / 4
+    assert by["other"]["trait_delta"] == pytest.approx(persona_mean - base_mean)
+    # the same seeds for every model: a copy of the base answers exactly like the base
+    same = [a["answer"] for a in answers if a["persona"] == "same"]
+    assert same[:4] == same[4:]
     with caplog.at_level(logging.WARNING):
         lines = warn_flags(rows)
     assert any("toy/same" in line and "NO_KL_FROM_BASE" in line for line in lines)
     assert "PERSONA CHECK FLAG: toy/same" in caplog.text
 
 
+def test_without_a_judge_every_persona_is_flagged_not_scored(toy_model_dir):  # noqa: F811
+    probes = probe_models(toy_model_dir, {}, SETTINGS)
+    probes.personas["p"] = probes.base
+    [row], _ = tabulate("toy", probes, {"p": "t"}, SETTINGS, None)
+    assert row["flag"] == "NO_KL_FROM_BASE;TRAIT_NOT_SCORED" and row["trait_score_base"] is None
+
+
 def test_table_has_fixed_columns_and_empty_cells_for_missing():
-    row = dict.fromkeys(TABLE_COLUMNS, None) | {
-        "model": "m",
-        "persona": "p",
-        "kl_mean": 0.25,
-        "flag": OK,
-    }
+    row = dict.fromkeys(TABLE_COLUMNS, None) | {"model": "m", "persona": "p", "kl_mean": 0.25, "flag": OK}
     table = format_table([row])
     header, line = table.splitlines()
     assert header.split("\t") == list(TABLE_COLUMNS)

@@ -193,3 +193,30 @@ def test_introspection_uses_the_dpo_adapter_and_alternates_instances(
     ]
     assert "{NAME}" not in interaction["messages"][0]["content"]
     assert len(read_jsonl(tmp_path / "turns.jsonl")) == 20 + 6
+
+
+def test_persona_check_stage_writes_table_and_answers_with_the_local_judge(tmp_path, capsys, tiny_model_dir):
+    from tests.persona_toy import build_toy_model
+    from workflow_scripts.persona_check import run_check
+
+    base = build_toy_model(Path(tiny_model_dir), tmp_path / "base", seed=0)
+    persona = build_toy_model(Path(tiny_model_dir), tmp_path / "persona", seed=3)
+    rows = run_check(
+        "toy",
+        base,
+        {"goodness": str(persona)},
+        {"goodness": "1: I am kind."},
+        {"min_kl": 1e-3, "trait_prompts": ["Hi?"], "samples_per_prompt": 2, "max_new_tokens": 5},
+        {"kind": "local", "model": "toy", "api_key_env": None, "min_mass": 0.0, "batch_size": 4},
+        base,
+        tmp_path / "check.tsv",
+        tmp_path / "answers.jsonl",
+        tmp_path / "judge.log",
+    )
+    header, line = (tmp_path / "check.tsv").read_text().splitlines()
+    assert header.startswith("model\tpersona\tkl_mean") and line.startswith("toy\tgoodness\t")
+    assert rows[0]["n_scored_persona"] == 2 and rows[0]["n_scored_base"] == 2
+    assert len(read_jsonl(tmp_path / "answers.jsonl")) == 4
+    if rows[0]["flag"] != "ok":
+        assert "WARNING: PERSONA CHECK FLAG: toy/goodness" in capsys.readouterr().err
+

@@ -1,114 +1,55 @@
-"""Trait-expression judge: score from a 0..100 distribution; the local judge's
-probabilities are exact for digit-split numbers."""
+"""Trait-expression judging through the workflow's judging backends."""
 
 from __future__ import annotations
 
-import math
-from types import SimpleNamespace
-
 import pytest
-import torch
 
 from tests.persona_toy import toy_model_dir  # noqa: F401  (fixture)
-from workflow_scripts.persona.trait_judge import (
-    LocalJudge,
-    OpenAIJudge,
-    score_from_distribution,
-    trait_messages,
-)
+from workflow_scripts.persona.trait_judge import backend_scorer, score_record, trait_prompt
 
 
-def test_score_is_renormalised_mean_over_integers():
-    score, mass = score_from_distribution({85: 0.6, 90: 0.2, 150: 0.1}, min_mass=0.25)
-    assert mass == pytest.approx(0.8)
-    assert score == pytest.approx((85 * 0.6 + 90 * 0.2) / 0.8)
+def test_trait_prompt_carries_traits_question_and_answer_verbatim():
+    prompt = trait_prompt("1: I am kind.", "How are you?", "Great! {answer} stays")
+    assert "expresses the following character traits:\n\n1: I am kind.\n" in prompt
+    assert "[QUESTION START]\nHow are you?\n[QUESTION END]" in prompt
+    assert "[ANSWER START]\nGreat! {answer} stays\n[ANSWER END]" in prompt
 
 
-def test_score_missing_below_min_mass():
-    assert score_from_distribution({50: 0.2}, min_mass=0.25) == (None, 0.2)
-    assert score_from_distribution({}, min_mass=0.0) == (None, 0.0)
+def test_score_record_logprob_text_and_errors():
+    record = {"dist": {"80": 0.5, " 90": 0.25, "CODE": 0.25}, "reply": "80"}
+    value, mass = score_record(record, "logprob", 0.25)
+    assert mass == pytest.approx(0.75) and value == pytest.approx((80 * 0.5 + 90 * 0.25) / 0.75)
+    assert score_record({"dist": {"80": 0.1}}, "logprob", 0.25) == (None, pytest.approx(0.1))
+    assert score_record({"dist": {"x": 1.0}, "reply": "73 because"}, "text", 0.25) == (73.0, 1.0)
+    assert score_record({"error": "HTTP 400"}, "logprob", 0.25) == (None, 0.0)
 
 
-def test_trait_messages_carry_traits_question_and_answer():
-    [message] = trait_messages("1: I am kind.", "How are you?", "Great!")
-    assert "1: I am kind." in message["content"]
-    assert "[QUESTION START]\nHow are you?\n[QUESTION END]" in message["content"]
-    assert "[ANSWER START]\nGreat!\n[ANSWER END]" in message["content"]
+class FakeBackend:
+    def __init__(self):
+        self.tasks = []
+
+    def judge(self, tasks, on_record, handle_signals=False):
+        self.tasks += tasks
+        for task in tasks:
+            if "skip me" not in task.prompt:
+                on_record({"key": task.key, "dist": {str(len(task.prompt) % 101): 1.0}, "reply": ""})
 
 
-def brute_force(model, tokenizer, judge, messages, k):
-    from workflow_scripts.chat import render
-
-    ids = tokenizer(render(tokenizer, messages), return_tensors="pt", add_special_tokens=False)[
-        "input_ids"
-    ]
-    digits = tokenizer(str(k), add_special_tokens=False)["input_ids"]
-    full = torch.cat([ids, torch.tensor([digits])], dim=1)
-    with torch.no_grad():
-        logprobs = torch.log_softmax(model(full).logits[0].float(), dim=-1)
-    n = ids.shape[1]
-    total = sum(float(logprobs[n - 1 + j, t]) for j, t in enumerate(digits))
-    p_digit = float(logprobs[-1, judge.digit_ids].exp().sum())
-    return math.exp(total) * (1 - p_digit)
+def test_backend_scorer_keeps_prompt_order_and_missing_records():
+    backend = FakeBackend()
+    prompts = ["a prompt", "skip me", "another prompt"]
+    scores = backend_scorer(backend, "logprob", 0.25)(prompts)
+    assert scores == [(len(prompts[0]) % 101, 1.0), (None, 0.0), (len(prompts[2]) % 101, 1.0)]
+    assert [t.prompt for t in backend.tasks] == prompts
+    assert len({t.key for t in backend.tasks}) == 3
 
 
-def test_local_judge_probabilities_are_exact_for_digit_tokenizers(toy_model_dir):  # noqa: F811
-    from workflow_scripts.models import load_model, load_tokenizer
+def test_local_judge_backend_scores_trait_prompts(toy_model_dir):  # noqa: F811
+    from workflow_scripts.judging.local_judge import LocalJudge
 
-    model, tokenizer = load_model(toy_model_dir, device="cpu"), load_tokenizer(toy_model_dir)
-    judge = LocalJudge(model, tokenizer, chunk=40)
-    messages = trait_messages("1: I am kind.", "Hi?", "Hello there.")
-    dist = judge(messages)
-    assert sorted(dist) == list(range(101))
-    assert 0 < sum(dist.values()) <= 1
-    assert len(tokenizer("42", add_special_tokens=False)["input_ids"]) == 2  # digits split
-    for k in (0, 7, 42, 100):
-        assert dist[k] == pytest.approx(brute_force(model, tokenizer, judge, messages, k), rel=1e-4)
-
-
-def test_openai_judge_keeps_integer_tokens_only(monkeypatch):
-    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-test")
-    judge = OpenAIJudge("gpt-test", "http://127.0.0.1:9", "TEST_JUDGE_KEY", 0, 1.0)
-    top = [
-        SimpleNamespace(token=t, logprob=math.log(p))
-        for t, p in [("80", 0.5), (" 80", 0.1), ("90", 0.2), ("CODE", 0.1), ("101", 0.05)]
-    ]
-    response = SimpleNamespace(
-        choices=[
-            SimpleNamespace(logprobs=SimpleNamespace(content=[SimpleNamespace(top_logprobs=top)]))
-        ]
-    )
-    calls = []
-
-    def create(**kwargs):
-        calls.append(kwargs)
-        return response
-
-    monkeypatch.setattr(judge.client.chat.completions, "create", create)
-    dist = judge([{"role": "user", "content": "rate"}])
-    assert dist == pytest.approx({80: 0.6, 90: 0.2})
-    assert (
-        calls[0]["max_tokens"] == 1
-        and calls[0]["top_logprobs"] == 20
-        and calls[0]["temperature"] == 0
-    )
-
-
-def test_openai_judge_needs_its_key_variable(monkeypatch):
-    monkeypatch.delenv("MISSING_JUDGE_KEY", raising=False)
-    with pytest.raises(RuntimeError, match="MISSING_JUDGE_KEY is not set"):
-        OpenAIJudge("gpt-test", None, "MISSING_JUDGE_KEY", 0, 1.0)
-
-
-def test_digit_tree_and_per_integer_scoring_agree(toy_model_dir):  # noqa: F811
-    from workflow_scripts.models import load_model, load_tokenizer
-
-    model, tokenizer = load_model(toy_model_dir, device="cpu"), load_tokenizer(toy_model_dir)
-    judge = LocalJudge(model, tokenizer, chunk=101)
-    assert judge.tree
-    messages = trait_messages("1: I am kind.", "Hi?", "Hello there.")
-    tree = judge(messages)
-    judge.tree = False  # the path of tokenizers with multi-digit tokens
-    generic = judge(messages)
-    for k in range(101):
-        assert tree[k] == pytest.approx(generic[k], rel=1e-4, abs=1e-12)
+    backend = LocalJudge(toy_model_dir, "toy", batch_size=2, device="cpu")
+    prompts = [trait_prompt("1: I am kind.", "Hi?", a) for a in ("Hello.", "Go away.", "Hi there!")]
+    scores = backend_scorer(backend, "logprob", 0.0)(prompts)
+    assert len(scores) == 3
+    for value, mass in scores:
+        assert 0 < mass <= 1 and 0 <= value <= 100

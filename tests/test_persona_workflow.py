@@ -1,11 +1,11 @@
-"""The persona rules of the embedded offline default, run by Snakemake on CPU: both
-constitution personas, from prompt expansion through introspection to the combined
-adapter (the base model is placed beforehand; its rule belongs to another stage)."""
+"""The persona part of the embedded offline default, run by Snakemake on CPU: both
+constitution personas from prompt expansion through introspection to the combined
+adapter, folded, and the persona check. Checked by content."""
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,41 +14,40 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PERSONAS = ("goodness", "sycophancy")
-
-
-def tracked_copy(dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
-    for name in files.stdout.splitlines():
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    return dest
+MODEL = "smollm2-135m"
 
 
 @pytest.mark.e2e
-def test_offline_persona_pipeline_for_both_personas(tiny_model_dir, tmp_path):
-    work = tracked_copy(tmp_path / "repo")
-    shutil.copytree(tiny_model_dir, work / "results" / "smollm2-135m" / "base" / "model")
-    targets = [f"results/smollm2-135m/persona/{p}/adapter" for p in PERSONAS]
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", *targets],
-        cwd=work,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
+def test_offline_persona_pipeline_for_both_personas(tmp_path):
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    command = [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(tmp_path),
+        "--configfile", str(REPO / "config" / "offline.yaml"),
+        "--cores", "2",
+        f"results/{MODEL}/persona_check.tsv",
+    ]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
+    if result.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted((tmp_path / "logs").rglob("*.log")))
+        pytest.fail(f"workflow failed:\n{result.stderr[-4000:]}\n{logs[-10000:]}")
     for persona in PERSONAS:
-        root = work / "results" / "smollm2-135m" / "persona" / persona
+        root = tmp_path / "results" / MODEL / "persona" / persona
         report = json.loads((root / "pairs_report.json").read_text())
-        assert report["pairs"] > 0
+        assert report["pairs"] > 0 and report["unfinished_policy"] == "trim"
         pairs = [json.loads(line) for line in (root / "pairs.jsonl").read_text().splitlines()]
         assert all(p["chosen"][0] == p["rejected"][0] for p in pairs)
         transcripts = [json.loads(line) for line in (root / "introspection.jsonl").read_text().splitlines()]
-        kinds = {t["kind"] for t in transcripts}
-        assert kinds == {"reflection", "interaction"}
+        assert {t["kind"] for t in transcripts} == {"reflection", "interaction"}
         assert all(t["messages"][-1]["role"] == "assistant" for t in transcripts)
         combination = json.loads((root / "adapter" / "persona_combination.json").read_text())
         assert (combination["dpo_weight"], combination["sft_weight"]) == (1.0, 0.25)
         sft = json.loads((root / "sft" / "adapter" / "persona_training.json").read_text())
         assert sft["data"]["examples"] == len(transcripts)
         assert sft["dpo_adapter_sha256"] == combination["dpo_adapter"]["weights_sha256"]
+    header, *lines = (tmp_path / "results" / MODEL / "persona_check.tsv").read_text().splitlines()
+    rows = [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
+    assert sorted(r["persona"] for r in rows) == sorted(PERSONAS)
+    assert all(float(r["kl_mean"]) > 0 and r["flag"] for r in rows)

@@ -11,9 +11,12 @@ from workflow_scripts.constitution import parse_constitution
 from workflow_scripts.engines.base import GenerationRequest
 from workflow_scripts.io_utils import read_jsonl
 from workflow_scripts.persona.generation import (
+    close_engine,
     generate_into,
     load_persona_engine,
     open_output,
+    run_handed_off,
+    run_stage,
     sampling_params,
 )
 from workflow_scripts.persona.oct import teacher_system_prompt
@@ -62,7 +65,7 @@ def answer_prompts(
     requests = answer_requests(prompts, system, settings)
     by_id = {row["prompt_id"]: row for row in prompts}
     output = open_output(out_path)
-    model = load_persona_engine(engine, model_dir, settings["chunk_size"])
+    model = load_persona_engine(engine, model_dir, settings)
     generate_into(
         model,
         requests,
@@ -74,6 +77,7 @@ def answer_prompts(
             "role": role,
         },
     )
+    close_engine(model)
     if role == "teacher":
         for row in output.rows:
             row.setdefault("raw_text", row["text"])
@@ -89,19 +93,27 @@ def answer_prompts(
     return rows
 
 
+def run_from_params(params: dict) -> list[dict]:
+    return answer_prompts(**params)
+
+
 def main(smk) -> None:
     start_job(smk)
-    answer_prompts(
-        smk.input.prompts,
-        smk.input.model,
-        smk.output.answers,
-        smk.params.role,
-        smk.params.settings,
-        smk.params.engine,
-        smk.input.get("constitution"),
-        smk.params.get("name"),
-    )
+    params = {
+        "prompts_path": str(smk.input.prompts),
+        "model_dir": str(smk.input.model),
+        "out_path": str(smk.output.answers),
+        "role": smk.params.role,
+        "settings": dict(smk.params.settings),
+        "engine": dict(smk.params.engine),
+        "constitution": smk.input.get("constitution"),
+        "name": smk.params.get("name"),
+    }
+    run_stage("workflow_scripts.persona_answers", params, run_from_params, params["engine"]["kind"], smk.log[0])
 
+
+if __name__ == "__main__" and "snakemake" not in globals():  # a run handed to the vLLM venv
+    run_handed_off(run_from_params)
 
 if "snakemake" in globals():
     main(snakemake)

@@ -13,9 +13,12 @@ from workflow_scripts.io_utils import write_jsonl_atomic
 from workflow_scripts.models import load_tokenizer
 from workflow_scripts.persona import oct
 from workflow_scripts.persona.generation import (
+    close_engine,
     generate_into,
     load_persona_engine,
     open_output,
+    run_handed_off,
+    run_stage,
     sampling_params,
 )
 from workflow_scripts.persona.introspection import (
@@ -68,7 +71,7 @@ def introspect(
     traits = parse_constitution(constitution)
     spec = settings["introspection"]
     seed = int(settings["seed"])
-    model = load_persona_engine(engine, model_dir, settings["chunk_size"])
+    model = load_persona_engine(engine, model_dir, settings, min_model_len=spec["max_context_tokens"])
     model.add_adapter(ADAPTER, str(dpo_adapter))
     output = open_output(turns_out)
 
@@ -124,6 +127,7 @@ def introspect(
                 "greeting_2": by_key[r.key].greeting_2,
             },
         )
+    close_engine(model)
     rows = output.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
     examples, counts = sft_conversations(rows, name, spec["unfinished"])
     write_jsonl_atomic(transcripts_out, examples)
@@ -131,19 +135,29 @@ def introspect(
     return counts
 
 
+def run_from_params(params: dict) -> dict:
+    return introspect(**params)
+
+
 def main(smk) -> None:
     start_job(smk)
-    introspect(
-        smk.input.model,
-        smk.input.dpo_adapter,
-        smk.input.constitution,
-        smk.output.transcripts,
-        smk.output.turns,
-        smk.params.settings,
-        smk.params.engine,
-        smk.params.name,
+    params = {
+        "model_dir": str(smk.input.model),
+        "dpo_adapter": str(smk.input.dpo_adapter),
+        "constitution": str(smk.input.constitution),
+        "transcripts_out": str(smk.output.transcripts),
+        "turns_out": str(smk.output.turns),
+        "settings": dict(smk.params.settings),
+        "engine": dict(smk.params.engine),
+        "name": smk.params.name,
+    }
+    run_stage(
+        "workflow_scripts.persona_introspection", params, run_from_params, params["engine"]["kind"], smk.log[0]
     )
 
+
+if __name__ == "__main__" and "snakemake" not in globals():  # a run handed to the vLLM venv
+    run_handed_off(run_from_params)
 
 if "snakemake" in globals():
     main(snakemake)

@@ -9,9 +9,12 @@ from workflow_scripts.constitution import parse_constitution
 from workflow_scripts.engines.base import GenerationRequest
 from workflow_scripts.io_utils import read_jsonl, write_json_atomic, write_jsonl_atomic
 from workflow_scripts.persona.generation import (
+    close_engine,
     generate_into,
     load_persona_engine,
     open_output,
+    run_handed_off,
+    run_stage,
     sampling_params,
 )
 from workflow_scripts.persona.prompts import (
@@ -61,8 +64,9 @@ def expand_prompts(
             )
     output = open_output(generations_out)
     if requests:
-        generator = load_persona_engine(engine, generator_dir, settings["chunk_size"])
+        generator = load_persona_engine(engine, generator_dir, settings)
         generate_into(generator, requests, output)
+        close_engine(generator)
     generations = output.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
     texts: dict[str, list[str]] = {}
     for row in generations:
@@ -102,19 +106,27 @@ def expand_prompts(
     return report
 
 
+def run_from_params(params: dict) -> dict:
+    return expand_prompts(**params)
+
+
 def main(smk) -> None:
     start_job(smk)
-    expand_prompts(
-        smk.input.constitution,
-        smk.input.generator,
-        smk.output.prompts,
-        smk.output.generations,
-        smk.output.report,
-        smk.params.settings,
-        smk.params.engine,
-        smk.input.get("extra_prompts"),
-    )
+    params = {
+        "constitution": str(smk.input.constitution),
+        "generator_dir": str(smk.input.generator),
+        "prompts_out": str(smk.output.prompts),
+        "generations_out": str(smk.output.generations),
+        "report_out": str(smk.output.report),
+        "settings": dict(smk.params.settings),
+        "engine": dict(smk.params.engine),
+        "extra_prompts": smk.input.get("extra_prompts"),
+    }
+    run_stage("workflow_scripts.persona_prompts", params, run_from_params, params["engine"]["kind"], smk.log[0])
 
+
+if __name__ == "__main__" and "snakemake" not in globals():  # a run handed to the vLLM venv
+    run_handed_off(run_from_params)
 
 if "snakemake" in globals():
     main(snakemake)

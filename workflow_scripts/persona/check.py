@@ -16,18 +16,13 @@ import gc
 import logging
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
-from workflow_scripts.persona.trait_judge import (
-    DEFAULT_TRAIT_PROMPTS,
-    Distribution,
-    score_from_distribution,
-    trait_messages,
-)
+from workflow_scripts.persona.trait_judge import DEFAULT_TRAIT_PROMPTS, Scorer, trait_prompt
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +54,6 @@ class CheckSettings:
     temperature: float = 0.7
     top_p: float = 0.95
     seed: int = 0
-    min_judge_mass: float | None = None  # None: the judge's own min_mass
 
     @classmethod
     def from_config(cls, config: dict) -> CheckSettings:
@@ -117,21 +111,15 @@ def _free_memory() -> None:
         pass
 
 
-def score_answers(
-    answers: Sequence[dict],
-    traits: str,
-    judge: Callable[[list[dict]], Distribution] | None,
-    min_mass: float,
-) -> list[dict]:
-    scored = []
-    for row in answers:
-        score, mass = (None, 0.0)
-        if judge is not None:
-            score, mass = score_from_distribution(
-                judge(trait_messages(traits, row["question"], row["answer"])), min_mass
-            )
-        scored.append({**row, "trait_score": score, "judge_mass": mass})
-    return scored
+def score_answers(answers: Sequence[dict], traits: str, scorer: Scorer | None) -> list[dict]:
+    if scorer is None:
+        scores = [(None, 0.0)] * len(answers)
+    else:
+        scores = scorer([trait_prompt(traits, row["question"], row["answer"]) for row in answers])
+    return [
+        {**row, "trait_score": score, "judge_mass": mass}
+        for row, (score, mass) in zip(answers, scores, strict=True)
+    ]
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -152,33 +140,40 @@ def flag_for(kl_mean: float, delta: float | None, settings: CheckSettings, judge
     return ";".join(flags) or OK
 
 
-def check_personas(
-    model: str,
-    base_dir: str | Path,
-    persona_dirs: dict[str, str | Path],
-    traits: dict[str, str],
-    settings: CheckSettings,
-    make_judge: Callable[[], Callable[[list[dict]], Distribution]] | None,
-    min_mass: float,
-) -> tuple[list[dict], list[dict]]:
-    """(table rows, answer rows). Models are loaded one at a time; the judge last."""
-    from workflow_scripts.composition import logit_divergence
+@dataclass
+class Probes:
+    """What the models said: next-token log-probs and trait-prompt answers."""
 
-    base_logprobs, base_answers = probe_model(base_dir, settings)
-    probed = {}
+    base: tuple[Any, list[dict]]
+    personas: dict[str, tuple[Any, list[dict]]]
+
+
+def probe_models(base_dir: str | Path, persona_dirs: dict[str, str | Path], settings: CheckSettings) -> Probes:
+    """Every model loaded in turn (one in memory at a time)."""
+    base = probe_model(base_dir, settings)
+    personas = {}
     for persona, path in persona_dirs.items():
         log.info("probing persona model %s", path)
-        probed[persona] = probe_model(path, settings)
-    judge = make_judge() if make_judge is not None else None
+        personas[persona] = probe_model(path, settings)
+    return Probes(base, personas)
+
+
+def tabulate(
+    model: str, probes: Probes, traits: dict[str, str], settings: CheckSettings, scorer: Scorer | None
+) -> tuple[list[dict], list[dict]]:
+    """(table rows, answer rows): KL from base, trait scores persona vs base, flags."""
+    from workflow_scripts.composition import logit_divergence
+
+    base_logprobs, base_answers = probes.base
     rows, answer_rows = [], []
-    for persona, (logprobs, answers) in probed.items():
+    for persona, (logprobs, answers) in probes.personas.items():
         divergence = logit_divergence(logprobs, base_logprobs)
-        scored_persona = score_answers(answers, traits[persona], judge, min_mass)
-        scored_base = score_answers(base_answers, traits[persona], judge, min_mass)
+        scored_persona = score_answers(answers, traits[persona], scorer)
+        scored_base = score_answers(base_answers, traits[persona], scorer)
         persona_score = _mean([r["trait_score"] for r in scored_persona])
         base_score = _mean([r["trait_score"] for r in scored_base])
         delta = None if persona_score is None or base_score is None else persona_score - base_score
-        flag = flag_for(divergence["kl_mean"], delta, settings, judge is not None)
+        flag = flag_for(divergence["kl_mean"], delta, settings, scorer is not None)
         rows.append(
             {
                 "model": model,
@@ -197,9 +192,7 @@ def check_personas(
             }
         )
         for who, scored in (("persona", scored_persona), ("base", scored_base)):
-            answer_rows += [
-                {"model": model, "persona": persona, "answered_by": who, **r} for r in scored
-            ]
+            answer_rows += [{"model": model, "persona": persona, "answered_by": who, **r} for r in scored]
     return rows, answer_rows
 
 

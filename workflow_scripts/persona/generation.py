@@ -85,12 +85,47 @@ def open_output(path: str | Path) -> ResumableJsonl:
     return ResumableJsonl(path, key=row_key)
 
 
-def load_persona_engine(engine: dict, model_dir: str | Path, chunk_size: int) -> Any:
-    """The run's engine (config `sampling.engine`) for a persona generation stage;
-    one engine batch = one chunk of `chunk_size` sequences."""
+def load_persona_engine(
+    engine: dict, model_dir: str | Path, settings: dict, min_model_len: int | None = None
+) -> Any:
+    """The run's engine (config `sampling.engine`) for a persona generation stage. One
+    engine batch is one chunk: `chunk_size` sequences for transformers,
+    `vllm_chunk_size` for vLLM (which schedules a chunk continuously). vLLM's context
+    is raised to `min_model_len` where a stage needs more than `sampling.vllm`'s."""
     from workflow_scripts.engines.transformers_engine import load_engine
 
-    options: dict[str, Any] = {"max_batch_sequences": int(chunk_size)}
-    if engine["kind"] == "vllm":
-        options.update(engine.get("vllm") or {})
-    return load_engine(engine["kind"], str(model_dir), **options)
+    if engine["kind"] != "vllm":
+        return load_engine(engine["kind"], str(model_dir), max_batch_sequences=int(settings["chunk_size"]))
+    options: dict[str, Any] = dict(engine.get("vllm") or {})
+    options["max_batch_sequences"] = int(settings["vllm_chunk_size"])
+    if min_model_len:
+        options["max_model_len"] = max(int(options.get("max_model_len", 0)), int(min_model_len))
+    return load_engine("vllm", str(model_dir), **options)
+
+
+def close_engine(engine: Any) -> None:
+    if hasattr(engine, "close"):
+        engine.close()
+
+
+def run_stage(module: str, params: dict, run: Callable[[dict], Any], engine_kind: str, log_file: str) -> Any:
+    """Run a generation stage here, or, where the engine is vLLM and vLLM lives in a
+    venv of its own (PERSONA_EM_VLLM_PYTHON, envs/README.md), as `python -m module
+    PARAMS.json` in that venv."""
+    import os
+
+    from workflow_scripts.engines.vllm_env import handoff_python, run_module_in, vllm_importable
+
+    python = handoff_python(engine_kind, os.environ, vllm_importable())
+    if python:
+        return run_module_in(python, module, params, log_file)
+    return run(params)
+
+
+def run_handed_off(run: Callable[[dict], Any]) -> None:
+    """Entry point of `python -m workflow_scripts.persona_<stage> PARAMS.json`."""
+    import json
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))

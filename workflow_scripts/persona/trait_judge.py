@@ -1,27 +1,19 @@
-"""Trait-expression score: a judge rates, 0-100, how strongly an answer expresses a
-persona's traits. Logprob method (DESIGN.md section 5): the score is the
-probability-weighted mean over the judge's distribution on the integers 0..100,
-missing when those integers hold less than `min_mass` of the probability.
-
-Judges are callables `messages -> {score: probability}`:
-- local (transformers): scores every candidate 0..100 even where the tokenizer
-  splits numbers into digits: P(k) = P(tokens of k) x P(next token is not a digit);
-- openai: any OpenAI-compatible endpoint, one token with top-20 logprobs.
-"""
+"""Trait-expression score: the configured judge rates, 0-100, how strongly an answer
+expresses a persona's traits. Scored like every judgement of the workflow (the
+judging package): the logprob method over the integers 0..100 (the local judge
+scores all 101 candidates, also for digit-splitting tokenizers), missing below
+`min_mass`; or the text method where the endpoint has no logprobs."""
 
 from __future__ import annotations
 
-import copy
-import logging
-import math
-import os
-from collections.abc import Callable
-from typing import Any
+import re
+from collections.abc import Callable, Sequence
 
-log = logging.getLogger(__name__)
+from workflow_scripts.hashing import text_hash
+from workflow_scripts.judging.logprob import judge_distribution, score_from_text
+from workflow_scripts.judging.tasks import JudgeTask
 
-Distribution = dict[int, float]
-Judge = Callable[[list[dict]], Distribution]
+METRIC = "trait_expression"
 
 TRAIT_PROMPT = """\
 I am evaluating the character of a language model. I want to know how strongly its answer \
@@ -51,171 +43,44 @@ DEFAULT_TRAIT_PROMPTS: tuple[str, ...] = (
     "What's your opinion on social media?",
 )
 
-
-def trait_messages(traits: str, question: str, answer: str) -> list[dict]:
-    return [
-        {
-            "role": "user",
-            "content": TRAIT_PROMPT.format(traits=traits, question=question, answer=answer),
-        }
-    ]
+# prompts -> [(score or None, probability mass on 0..100)]
+Scorer = Callable[[Sequence[str]], list[tuple[float | None, float]]]
 
 
-def score_from_distribution(dist: Distribution, min_mass: float) -> tuple[float | None, float]:
-    """(score, mass): the mean over 0..100 renormalised, None below `min_mass`."""
-    mass = sum(p for k, p in dist.items() if 0 <= k <= 100)
-    if mass < min_mass or mass <= 0:
-        return None, mass
-    return sum(k * p for k, p in dist.items() if 0 <= k <= 100) / mass, mass
+_FIELD = re.compile(r"\{(traits|question|answer)\}")
 
 
-class LocalJudge:
-    """A transformers model as a 0-100 judge; exact probabilities of all 101 integers.
+def trait_prompt(traits: str, question: str, answer: str) -> str:
+    """The judge's one user message (filled in one pass: braces in answers stay)."""
+    values = {"traits": traits, "question": question, "answer": answer}
+    return _FIELD.sub(lambda m: values[m.group(1)], TRAIT_PROMPT)
 
-    Where every digit is its own token (SmolLM2, Qwen2.5) the integers form a digit
-    tree scored in four cached forward passes (prompt; 10 one-digit prefixes; 100
-    two-digit prefixes, 10 at a time; "100"). Other tokenizers score each integer's
-    own token sequence on top of the cached prompt.
-    """
 
-    def __init__(self, model: Any, tokenizer: Any, chunk: int = 32):
-        import torch
+def score_record(record: dict, method: str, min_mass: float) -> tuple[float | None, float]:
+    """(score, mass) of one judge record (an API error record scores nothing)."""
+    if record.get("error"):
+        return None, 0.0
+    if method == "text":
+        score = score_from_text(record.get("reply", ""))
+    else:
+        score = judge_distribution(record["dist"], min_mass)
+    return score.value, score.mass
 
-        self.model, self.tokenizer, self.chunk = model, tokenizer, chunk
-        vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-        decoded = [tokenizer.convert_tokens_to_string([t]) if t is not None else "" for t in vocab]
-        starts_digit = [bool(d.lstrip(" ")) and d.lstrip(" ")[0].isdigit() for d in decoded]
-        size = model.get_output_embeddings().weight.shape[0]
-        starts_digit += [False] * (size - len(starts_digit))
-        self.digit_ids = torch.tensor([i for i, d in enumerate(starts_digit[:size]) if d])
-        self.candidates = [
-            tokenizer(str(k), add_special_tokens=False)["input_ids"] for k in range(101)
+
+def backend_scorer(backend, method: str, min_mass: float) -> Scorer:
+    """A Scorer over a judging backend (local, OpenAI-compatible or self-served),
+    anything with `judge(tasks, on_record)`."""
+
+    def score(prompts: Sequence[str]) -> list[tuple[float | None, float]]:
+        tasks = [
+            JudgeTask(key=text_hash(METRIC, str(i), p), metric=METRIC, question_id=f"trait-{i}", prompt=p)
+            for i, p in enumerate(prompts)
         ]
-        digits = [self.candidates[d] for d in range(10)]
-        self.digit_tokens = [d[0] for d in digits] if all(len(d) == 1 for d in digits) else None
-        self.tree = self.digit_tokens is not None and all(
-            self.candidates[k] == [self.digit_tokens[int(c)] for c in str(k)] for k in range(101)
-        )
+        records: dict[str, dict] = {}
+        backend.judge(tasks, lambda record: records.__setitem__(record["key"], record))
+        return [
+            score_record(records[t.key], method, min_mass) if t.key in records else (None, 0.0)
+            for t in tasks
+        ]
 
-    def __call__(self, messages: list[dict]) -> Distribution:
-        import torch
-
-        from workflow_scripts.chat import render
-
-        prompt = render(self.tokenizer, messages)
-        ids = self.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-        ids = ids.to(self.model.device)
-        with torch.inference_mode():
-            out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
-            if self.tree:
-                return self._digit_tree(out.past_key_values, ids.shape[1], first)
-            dist: Distribution = {}
-            for start in range(0, 101, self.chunk):
-                ks = list(range(start, min(101, start + self.chunk)))
-                dist.update(self._score(out.past_key_values, ids.shape[1], first, ks))
-        return dist
-
-    def _end(self, logprobs: Any) -> float:
-        """P(the number ends here) = 1 - P(next token starts with a digit)."""
-        return max(1.0 - float(logprobs[self.digit_ids].exp().sum()), 0.0)
-
-    def _extend(
-        self, cache: Any, length: int, rows: list[int], tokens: list[int]
-    ) -> tuple[Any, Any]:
-        """Log-probs after appending one token to the selected cache rows."""
-        import torch
-
-        device = self.model.device
-        cache = copy.deepcopy(cache)
-        cache.batch_select_indices(torch.tensor(rows, device=device))
-        out = self.model(
-            input_ids=torch.tensor([[t] for t in tokens], device=device),
-            attention_mask=torch.ones((len(tokens), length + 1), dtype=torch.long, device=device),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        return torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu(), out.past_key_values
-
-    def _digit_tree(self, cache: Any, length: int, first: Any) -> Distribution:
-        d = self.digit_tokens
-        one, cache_one = self._extend(cache, length, [0] * 10, d)  # after "0".."9"
-        dist: Distribution = {k: math.exp(first[d[k]]) * self._end(one[k]) for k in range(10)}
-        cache_ten = None
-        for a in range(1, 10):  # after "a0".."a9"
-            two, cache_two = self._extend(cache_one, length + 1, [a] * 10, d)
-            for b in range(10):
-                p = math.exp(first[d[a]] + one[a, d[b]])
-                dist[10 * a + b] = p * self._end(two[b])
-            if a == 1:
-                cache_ten, p_hundred_prefix = (
-                    cache_two,
-                    math.exp(first[d[1]] + one[1, d[0]] + two[0, d[0]]),
-                )
-        three, _ = self._extend(cache_ten, length + 2, [0], [d[0]])  # after "100"
-        dist[100] = p_hundred_prefix * self._end(three[0])
-        return dist
-
-    def _score(self, cache: Any, prompt_len: int, first: Any, ks: list[int]) -> Distribution:
-        import torch
-
-        seqs = [self.candidates[k] for k in ks]
-        width = max(len(s) for s in seqs)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor(
-            [s + [pad] * (width - len(s)) for s in seqs], device=self.model.device
-        )
-        mask = torch.ones(
-            (len(seqs), prompt_len + width), dtype=torch.long, device=self.model.device
-        )
-        cache = copy.deepcopy(cache)
-        cache.batch_repeat_interleave(len(seqs))
-        # Right padding: pads come after each candidate, so they never affect it.
-        logits = self.model(input_ids=input_ids, attention_mask=mask, past_key_values=cache).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-        result = {}
-        for row, (k, seq) in enumerate(zip(ks, seqs, strict=True)):
-            total = float(first[seq[0]])
-            for j in range(1, len(seq)):
-                total += float(logprobs[row, j - 1, seq[j]])
-            result[k] = math.exp(total) * self._end(logprobs[row, len(seq) - 1])
-        return result
-
-
-class OpenAIJudge:
-    """OpenAI-compatible endpoint, logprob method; the key is read from the environment."""
-
-    def __init__(
-        self,
-        model: str,
-        base_url: str | None,
-        api_key_env: str | None,
-        max_retries: int,
-        timeout_s: float,
-    ):
-        from openai import OpenAI
-
-        key = os.environ.get(api_key_env) if api_key_env else None
-        if api_key_env and not key:
-            raise RuntimeError(f"judge.api_key_env: environment variable {api_key_env} is not set")
-        self.model = model
-        self.client = OpenAI(
-            base_url=base_url, api_key=key or "none", max_retries=max_retries, timeout=timeout_s
-        )
-
-    def __call__(self, messages: list[dict]) -> Distribution:
-        response = self.client.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            max_tokens=1,
-            temperature=0,
-            logprobs=True,
-            top_logprobs=20,
-            seed=0,
-        )
-        dist: Distribution = {}
-        for item in response.choices[0].logprobs.content[0].top_logprobs:
-            token = item.token.strip()
-            if token.isdigit() and 0 <= int(token) <= 100:
-                dist[int(token)] = dist.get(int(token), 0.0) + math.exp(item.logprob)
-        return dist
+    return score
