@@ -177,3 +177,33 @@ def test_student_answers_survive_sigkill(toy_model_dir, tmp_path):  # noqa: F811
     assert [(r["key"], r["sample_idx"], r["text"]) for r in rows] == [
         (r["key"], r["sample_idx"], r["text"]) for r in expected
     ]
+
+
+@pytest.mark.e2e
+def test_handed_off_stage_runs_as_a_module_from_a_params_file(toy_model_dir, tmp_path):  # noqa: F811
+    """What a vLLM-venv handoff runs: `python -m workflow_scripts.persona_answers PARAMS.json`."""
+    from workflow_scripts.io_utils import write_jsonl_atomic
+
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl_atomic(prompts, [{"prompt_id": "t00-p000", "trait_index": 0, "prompt": "Hi?"}])
+    params = {
+        "prompts_path": str(prompts),
+        "model_dir": str(toy_model_dir),
+        "out_path": str(tmp_path / "student.jsonl"),
+        "role": "student",
+        "settings": {"answers_per_prompt": 2, "max_new_tokens": 4, "temperature": 0.7, "top_p": 0.95,
+                     "chunk_size": 4, "vllm_chunk_size": 64, "seed": 0},
+        "engine": {"kind": "transformers"},
+        "constitution": None,
+        "name": None,
+    }
+    (tmp_path / "params.json").write_text(json.dumps(params))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "workflow_scripts.persona_answers", str(tmp_path / "params.json")],
+        check=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert [(r["key"], r["sample_idx"]) for r in lines(tmp_path / "student.jsonl")] == [
+        ("t00-p000", 0),
+        ("t00-p000", 1),
+    ]
