@@ -210,14 +210,32 @@ def judge_settings(wildcards):
 # ---------------------------------------------------------------- stage owners
 # ---- persona (rules/persona.smk)
 PERSONAS_WITH_ADAPTER = [p for p in PERSONAS if persona_source(p) != "none"]
+PERSONA_CHECK_ANSWERS = "results/{model}/persona_check_answers.jsonl"
+PERSONA_PROMPTS = "results/{model}/persona/{persona}/prompts.jsonl"
+PERSONA_PROMPT_GENERATIONS = "results/{model}/persona/{persona}/prompt_generations.jsonl"
+PERSONA_PROMPTS_REPORT = "results/{model}/persona/{persona}/prompts_report.json"
+PERSONA_TEACHER = "results/{model}/persona/{persona}/teacher.jsonl"
+PERSONA_STUDENT = "results/{model}/persona/{persona}/student.jsonl"
+PERSONA_PAIRS = "results/{model}/persona/{persona}/pairs.jsonl"
+PERSONA_PAIRS_REPORT = "results/{model}/persona/{persona}/pairs_report.json"
+PERSONA_DPO_ADAPTER = "results/{model}/persona/{persona}/dpo/adapter"
+PERSONA_INTROSPECTION = "results/{model}/persona/{persona}/introspection.jsonl"
+PERSONA_INTROSPECTION_TURNS = "results/{model}/persona/{persona}/introspection_turns.jsonl"
+PERSONA_SFT_ADAPTER = "results/{model}/persona/{persona}/sft/adapter"
+
+
+def persona_self_name(model):
+    """The name a model calls itself in OCT's prompts (config `self_name`, else its
+    config name)."""
+    return self_name(model) or model
 
 
 def teacher_self_name(wildcards):
-    return self_name(helper_model("teacher_model") or wildcards.model)
+    return persona_self_name(helper_model("teacher_model") or wildcards.model)
 
 
 def student_self_name(wildcards):
-    return self_name(wildcards.model)
+    return persona_self_name(wildcards.model)
 
 
 def released_adapter_spec(wildcards):
@@ -229,6 +247,61 @@ def folded_persona_models(wildcards):
         PERSONA_MODEL.format(model=wildcards.model, persona=p)
         for p in PERSONAS_WITH_ADAPTER
     ]
+
+
+PERSONA_GENERATION_KEYS = ("temperature", "top_p", "chunk_size", "vllm_chunk_size", "seed")
+
+
+def persona_settings(*keys):
+    """The persona_training keys one rule uses (sampling keys included), so editing
+    another stage's settings does not rerun it."""
+    training = config["persona_training"]
+    return {key: training[key] for key in (*PERSONA_GENERATION_KEYS, *keys)}
+
+
+def persona_engine_settings(wildcards=None):
+    """The generation engine of persona stages: the run's sampling engine."""
+    return {
+        "kind": config["sampling"]["engine"],
+        "vllm": config["sampling"].get("vllm", {}),
+    }
+
+
+def persona_prompt_inputs(wildcards):
+    files = {
+        "constitution": constitution_file(wildcards),
+        "generator": generator_model_dir(wildcards),
+    }
+    extra = config["persona_training"].get("extra_prompts")
+    if extra:
+        files["extra_prompts"] = extra
+    return files
+
+
+def persona_check_inputs(wildcards):
+    files = {"base": base_model_dir(wildcards), **judge_model_inputs(wildcards)}
+    files["constitutions"] = [
+        config["personas"][p]["constitution"]
+        for p in PERSONAS_WITH_ADAPTER
+        if persona_source(p) == "constitution"
+    ]
+    return files
+
+
+def persona_trait_descriptions(wildcards=None):
+    """What the trait-expression judge looks for, per persona: the constitution's
+    numbered traits, or for a released adapter its description (else its name)."""
+    from workflow_scripts.constitution import parse_constitution
+    from workflow_scripts.persona.oct import trait_string
+
+    descriptions = {}
+    for persona in PERSONAS_WITH_ADAPTER:
+        entry = config["personas"][persona]
+        if entry["source"] == "constitution":
+            descriptions[persona] = trait_string(parse_constitution(entry["constitution"]))
+        else:
+            descriptions[persona] = entry.get("description") or f"the character trait '{persona}'"
+    return descriptions
 
 
 # ---- em (rules/em.smk)

@@ -1,15 +1,25 @@
 # Persona adapters (DESIGN.md section 3): trained from a constitution in stages,
-# or fetched from a released adapter; then folded into the base model.
+# after Open Character Training (prompts -> teacher / student answers -> DPO pairs ->
+# DPO -> introspection -> SFT -> combined adapter), or fetched from a released
+# adapter; then folded into the base model and checked against it.
+# Generation stages use the run's sampling engine and resume after a kill.
 
 
 rule persona_prompts:
     input:
-        constitution=constitution_file,
-        generator=generator_model_dir,
+        unpack(persona_prompt_inputs),
     output:
-        prompts=PERSONA_DIR + "/prompts.jsonl",
+        prompts=PERSONA_PROMPTS,
+        generations=PERSONA_PROMPT_GENERATIONS,
+        report=PERSONA_PROMPTS_REPORT,
     params:
-        settings=config["persona_training"],
+        settings=persona_settings(
+            "prompts_per_trait",
+            "expansion_batch",
+            "expansion_max_new_tokens",
+            "near_duplicate_overlap",
+        ),
+        engine=persona_engine_settings,
     log:
         "logs/persona_prompts/{model}/{persona}.log",
     benchmark:
@@ -20,7 +30,7 @@ rule persona_prompts:
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_prompts.py"
 
@@ -28,13 +38,15 @@ rule persona_prompts:
 rule persona_teacher:
     input:
         constitution=constitution_file,
-        prompts=PERSONA_DIR + "/prompts.jsonl",
+        prompts=PERSONA_PROMPTS,
         model=teacher_model_dir,
     output:
-        answers=PERSONA_DIR + "/teacher.jsonl",
+        answers=PERSONA_TEACHER,
     params:
-        settings=config["persona_training"],
+        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
         role="teacher",
+        name=teacher_self_name,
+        engine=persona_engine_settings,
     log:
         "logs/persona_teacher/{model}/{persona}.log",
     benchmark:
@@ -45,20 +57,21 @@ rule persona_teacher:
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_answers.py"
 
 
 rule persona_student:
     input:
-        prompts=PERSONA_DIR + "/prompts.jsonl",
+        prompts=PERSONA_PROMPTS,
         model=base_model_dir,
     output:
-        answers=PERSONA_DIR + "/student.jsonl",
+        answers=PERSONA_STUDENT,
     params:
-        settings=config["persona_training"],
+        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
         role="student",
+        engine=persona_engine_settings,
     log:
         "logs/persona_student/{model}/{persona}.log",
     benchmark:
@@ -69,23 +82,24 @@ rule persona_student:
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_answers.py"
 
 
 rule persona_pairs:
     input:
-        teacher=PERSONA_DIR + "/teacher.jsonl",
-        student=PERSONA_DIR + "/student.jsonl",
+        teacher=PERSONA_TEACHER,
+        student=PERSONA_STUDENT,
         tokenizer=base_model_dir,
     output:
-        pairs=PERSONA_DIR + "/pairs.jsonl",
-        report=PERSONA_DIR + "/pairs_report.json",
+        pairs=PERSONA_PAIRS,
+        report=PERSONA_PAIRS_REPORT,
     params:
-        settings=config["persona_training"],
+        max_len=config["persona_training"]["max_len"],
         teacher_name=teacher_self_name,
         student_name=student_self_name,
+        unfinished=config["persona_training"]["unfinished_answers"],
     log:
         "logs/persona_pairs/{model}/{persona}.log",
     benchmark:
@@ -102,10 +116,10 @@ rule persona_pairs:
 
 rule persona_dpo:
     input:
-        pairs=PERSONA_DIR + "/pairs.jsonl",
+        pairs=PERSONA_PAIRS,
         model=base_model_dir,
     output:
-        adapter=protected(directory(PERSONA_DIR + "/dpo/adapter")),
+        adapter=protected(directory(PERSONA_DPO_ADAPTER)),
     params:
         settings=config["persona_training"]["dpo"],
         seed=config["persona_training"]["seed"],
@@ -127,13 +141,15 @@ rule persona_dpo:
 rule persona_introspection:
     input:
         model=base_model_dir,
-        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+        dpo_adapter=PERSONA_DPO_ADAPTER,
         constitution=constitution_file,
     output:
-        transcripts=PERSONA_DIR + "/introspection.jsonl",
+        transcripts=PERSONA_INTROSPECTION,
+        turns=PERSONA_INTROSPECTION_TURNS,
     params:
-        settings=config["persona_training"],
+        settings=persona_settings("introspection"),
         name=student_self_name,
+        engine=persona_engine_settings,
     log:
         "logs/persona_introspection/{model}/{persona}.log",
     benchmark:
@@ -144,18 +160,18 @@ rule persona_introspection:
         mem_mb=gpu_mem(64_000),
         runtime=hours(6),
     conda:
-        "../envs/train.yaml"
+        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_introspection.py"
 
 
 rule persona_sft:
     input:
-        transcripts=PERSONA_DIR + "/introspection.jsonl",
+        transcripts=PERSONA_INTROSPECTION,
         model=base_model_dir,
-        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
+        dpo_adapter=PERSONA_DPO_ADAPTER,
     output:
-        adapter=protected(directory(PERSONA_DIR + "/sft/adapter")),
+        adapter=protected(directory(PERSONA_SFT_ADAPTER)),
     params:
         settings=config["persona_training"]["sft"],
         seed=config["persona_training"]["seed"],
@@ -176,8 +192,8 @@ rule persona_sft:
 
 rule persona_adapter:
     input:
-        dpo_adapter=PERSONA_DIR + "/dpo/adapter",
-        sft_adapter=PERSONA_DIR + "/sft/adapter",
+        dpo_adapter=PERSONA_DPO_ADAPTER,
+        sft_adapter=PERSONA_SFT_ADAPTER,
         model=base_model_dir,
     output:
         adapter=protected(directory(TRAINED_ADAPTER)),
@@ -242,13 +258,16 @@ rule fold_persona:
 
 rule persona_check:
     input:
-        base=base_model_dir,
+        unpack(persona_check_inputs),
         personas=folded_persona_models,
     output:
         table=PERSONA_CHECK,
+        answers=PERSONA_CHECK_ANSWERS,
     params:
         personas=PERSONAS_WITH_ADAPTER,
+        traits=persona_trait_descriptions,
         settings=config["persona_check"],
+        judge=judge_settings,
     log:
         "logs/persona_check/{model}.log",
     benchmark:

@@ -1,3 +1,27 @@
-"""Placeholder: implemented in this session."""
+"""Rule persona_adapter: the persona adapter = dpo_weight x DPO + sft_weight x SFT,
+combined exactly by rank concatenation (see workflow_scripts/persona/combine.py)."""
 
-raise NotImplementedError(__file__)
+import logging
+
+from workflow_scripts.persona.combine import combine_adapters
+from workflow_scripts.persona.runlog import start_job
+
+log = logging.getLogger(__name__)
+
+
+def main(smk) -> None:
+    start_job(smk)
+    weights = smk.params.weights
+    record = combine_adapters(
+        smk.input.model,
+        smk.input.dpo_adapter,
+        smk.input.sft_adapter,
+        smk.output.adapter,
+        float(weights["dpo_weight"]),
+        float(weights["sft_weight"]),
+    )
+    log.info("persona adapter: %s", record)
+
+
+if "snakemake" in globals():
+    main(snakemake)

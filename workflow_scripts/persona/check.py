@@ -1,0 +1,233 @@
+"""Persona check: is the persona there? For every persona model, against the base
+model: the KL of the next-token distribution on fixed probe prompts, and a
+trait-expression score (a judge rates answers to neutral prompts for the persona's
+traits, persona model vs base model, same prompts and seeds).
+
+A persona whose mean KL is below `min_kl`, or whose trait score does not rise above
+the base model's by more than `min_trait_delta`, is FLAGGED: a `flag` column in the
+table and a WARNING in the log and on stderr. The workflow continues (EM training
+and sampling of a flagged persona still run, so the grid stays complete), and the
+flag travels with the table into the final report.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workflow_scripts.engines.base import GenerationRequest, SamplingParams
+from workflow_scripts.persona.trait_judge import DEFAULT_TRAIT_PROMPTS, Scorer, trait_prompt
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = (
+    "model",
+    "persona",
+    "kl_mean",
+    "kl_max",
+    "argmax_changed",
+    "n_probes",
+    "trait_score_persona",
+    "trait_score_base",
+    "trait_delta",
+    "n_answers",
+    "n_scored_persona",
+    "n_scored_base",
+    "flag",
+)
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    min_kl: float = 1e-3
+    min_trait_delta: float = 0.0
+    trait_prompts: tuple[str, ...] = DEFAULT_TRAIT_PROMPTS
+    samples_per_prompt: int = 4
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, config: dict) -> CheckSettings:
+        values = dict(config)
+        prompts = values.pop("trait_prompts", None)
+        if prompts:
+            values["trait_prompts"] = tuple(prompts)
+        return cls(**values)
+
+
+def trait_requests(settings: CheckSettings) -> list[GenerationRequest]:
+    params = SamplingParams(
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_new_tokens=settings.max_new_tokens,
+        n=settings.samples_per_prompt,
+    )
+    return [
+        GenerationRequest(
+            key=f"trait-{i:02d}",
+            messages=({"role": "user", "content": p},),
+            params=params,
+            seed=settings.seed,
+        )
+        for i, p in enumerate(settings.trait_prompts)
+    ]
+
+
+def probe_model(model_dir: str | Path, settings: CheckSettings) -> tuple[Any, list[dict]]:
+    """Next-token log-probs on the probe prompts and answers to the trait prompts."""
+    from workflow_scripts.composition import next_token_logprobs
+    from workflow_scripts.engines.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine(str(model_dir), max_batch_sequences=16)
+    logprobs = next_token_logprobs(engine.model, engine.tokenizer)
+    prompts = {f"trait-{i:02d}": p for i, p in enumerate(settings.trait_prompts)}
+    answers = [
+        {"key": c.key, "sample_idx": c.sample_idx, "question": prompts[c.key], "answer": c.text}
+        for batch in engine.generate(trait_requests(settings))
+        for c in batch
+    ]
+    del engine
+    _free_memory()
+    return logprobs, answers
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def score_answers(answers: Sequence[dict], traits: str, scorer: Scorer | None) -> list[dict]:
+    if scorer is None:
+        scores = [(None, 0.0)] * len(answers)
+    else:
+        scores = scorer([trait_prompt(traits, row["question"], row["answer"]) for row in answers])
+    return [
+        {**row, "trait_score": score, "judge_mass": mass}
+        for row, (score, mass) in zip(answers, scores, strict=True)
+    ]
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def flag_for(kl_mean: float, delta: float | None, settings: CheckSettings, judged: bool) -> str:
+    flags = []
+    if not math.isfinite(kl_mean) or kl_mean < settings.min_kl:
+        flags.append("NO_KL_FROM_BASE")
+    if not judged:
+        flags.append("TRAIT_NOT_SCORED")
+    elif delta is None:
+        flags.append("TRAIT_SCORE_MISSING")
+    elif delta <= settings.min_trait_delta:
+        flags.append("NO_TRAIT_INCREASE")
+    return ";".join(flags) or OK
+
+
+@dataclass
+class Probes:
+    """What the models said: next-token log-probs and trait-prompt answers."""
+
+    base: tuple[Any, list[dict]]
+    personas: dict[str, tuple[Any, list[dict]]]
+
+
+def probe_models(base_dir: str | Path, persona_dirs: dict[str, str | Path], settings: CheckSettings) -> Probes:
+    """Every model loaded in turn (one in memory at a time)."""
+    base = probe_model(base_dir, settings)
+    personas = {}
+    for persona, path in persona_dirs.items():
+        log.info("probing persona model %s", path)
+        personas[persona] = probe_model(path, settings)
+    return Probes(base, personas)
+
+
+def tabulate(
+    model: str, probes: Probes, traits: dict[str, str], settings: CheckSettings, scorer: Scorer | None
+) -> tuple[list[dict], list[dict]]:
+    """(table rows, answer rows): KL from base, trait scores persona vs base, flags."""
+    from workflow_scripts.composition import logit_divergence
+
+    base_logprobs, base_answers = probes.base
+    rows, answer_rows = [], []
+    for persona, (logprobs, answers) in probes.personas.items():
+        divergence = logit_divergence(logprobs, base_logprobs)
+        scored_persona = score_answers(answers, traits[persona], scorer)
+        scored_base = score_answers(base_answers, traits[persona], scorer)
+        persona_score = _mean([r["trait_score"] for r in scored_persona])
+        base_score = _mean([r["trait_score"] for r in scored_base])
+        delta = None if persona_score is None or base_score is None else persona_score - base_score
+        flag = flag_for(divergence["kl_mean"], delta, settings, scorer is not None)
+        rows.append(
+            {
+                "model": model,
+                "persona": persona,
+                "kl_mean": divergence["kl_mean"],
+                "kl_max": divergence["kl_max"],
+                "argmax_changed": divergence["argmax_changed"],
+                "n_probes": divergence["n_probes"],
+                "trait_score_persona": persona_score,
+                "trait_score_base": base_score,
+                "trait_delta": delta,
+                "n_answers": len(scored_persona),
+                "n_scored_persona": sum(r["trait_score"] is not None for r in scored_persona),
+                "n_scored_base": sum(r["trait_score"] is not None for r in scored_base),
+                "flag": flag,
+            }
+        )
+        for who, scored in (("persona", scored_persona), ("base", scored_base)):
+            answer_rows += [{"model": model, "persona": persona, "answered_by": who, **r} for r in scored]
+    return rows, answer_rows
+
+
+def warn_flags(rows: Sequence[dict]) -> list[str]:
+    """One loud line per flagged persona (also logged as WARNING)."""
+    lines = []
+    for row in rows:
+        if row["flag"] != OK:
+            line = (
+                f"PERSONA CHECK FLAG: {row['model']}/{row['persona']}: {row['flag']} "
+                f"(mean KL from base {row['kl_mean']:.3g}, trait score "
+                f"{_fmt(row['trait_score_persona'])} vs base {_fmt(row['trait_score_base'])}); "
+                "the workflow continues, but this persona may not be present in the model"
+            )
+            log.warning(line)
+            lines.append(line)
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """TSV with a fixed column order; missing numbers are empty cells."""
+    out = ["\t".join(TABLE_COLUMNS)]
+    for row in rows:
+        cells = []
+        for column in TABLE_COLUMNS:
+            value = row[column]
+            if value is None:
+                cells.append("")
+            elif isinstance(value, float):
+                cells.append(f"{value:.6g}")
+            else:
+                cells.append(str(value))
+        out.append("\t".join(cells))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,131 @@
+"""Generation through the engine layer, written in chunks that survive a kill.
+
+Each engine batch is one chunk: its rows are appended (flushed, fsynced) to
+`<output>.partial` before the next batch starts. A resumed run skips every request
+whose samples are all on disk; a batch cut short by the kill is generated again with
+the same seed and only its missing rows are appended, so nothing is lost beyond the
+current chunk and nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from workflow_scripts.engines.base import Completion, GenerationRequest, SamplingParams
+from workflow_scripts.io_utils import ResumableJsonl
+
+log = logging.getLogger(__name__)
+
+
+def row_key(row: dict) -> tuple[str, int]:
+    return (row["key"], int(row["sample_idx"]))
+
+
+def completion_row(completion: Completion) -> dict:
+    return {
+        "key": completion.key,
+        "sample_idx": completion.sample_idx,
+        "text": completion.text,
+        "finish_reason": completion.finish_reason,
+        "n_prompt_tokens": completion.n_prompt_tokens,
+        "n_completion_tokens": completion.n_completion_tokens,
+    }
+
+
+def sampling_params(
+    settings: dict, n: int = 1, max_new_tokens: int | None = None
+) -> SamplingParams:
+    """Sampling of persona generation (OCT: temperature 0.7, top_p 0.95)."""
+    return SamplingParams(
+        temperature=float(settings["temperature"]),
+        top_p=float(settings["top_p"]),
+        max_new_tokens=int(max_new_tokens or settings["max_new_tokens"]),
+        n=n,
+    )
+
+
+def done_requests(output: ResumableJsonl, requests: Iterable[GenerationRequest]) -> set[str]:
+    """Keys of requests whose every sample is already written."""
+    have = output.done_keys
+    return {r.key for r in requests if all((r.key, i) in have for i in range(r.params.n))}
+
+
+def generate_into(
+    engine: Any,
+    requests: list[GenerationRequest],
+    output: ResumableJsonl,
+    extra: Callable[[GenerationRequest], dict] | None = None,
+) -> int:
+    """Generate what `output` lacks, one appended chunk per engine batch; returns the
+    number of rows written now. `extra(request)` adds request fields to each row."""
+    by_key = {r.key: r for r in requests}
+    skip = done_requests(output, requests)
+    todo = len(requests) - len(skip)
+    if skip:
+        log.info("resuming: %d of %d requests already done", len(skip), len(requests))
+    written = 0
+    for batch in engine.generate(requests, skip_keys=skip):
+        rows = []
+        for completion in batch:
+            row = completion_row(completion)
+            if extra is not None:
+                row.update(extra(by_key[completion.key]))
+            rows.append(row)
+        before = len(output.rows)
+        output.append(rows)
+        written += len(output.rows) - before
+        log.info("chunk of %d rows written (%d requests to do at start)", len(rows), todo)
+    return written
+
+
+def open_output(path: str | Path) -> ResumableJsonl:
+    return ResumableJsonl(path, key=row_key)
+
+
+def load_persona_engine(
+    engine: dict, model_dir: str | Path, settings: dict, min_model_len: int | None = None
+) -> Any:
+    """The run's engine (config `sampling.engine`) for a persona generation stage. One
+    engine batch is one chunk: `chunk_size` sequences for transformers,
+    `vllm_chunk_size` for vLLM (which schedules a chunk continuously). vLLM's context
+    is raised to `min_model_len` where a stage needs more than `sampling.vllm`'s."""
+    from workflow_scripts.engines.transformers_engine import load_engine
+
+    if engine["kind"] != "vllm":
+        return load_engine(engine["kind"], str(model_dir), max_batch_sequences=int(settings["chunk_size"]))
+    options: dict[str, Any] = dict(engine.get("vllm") or {})
+    options["max_batch_sequences"] = int(settings["vllm_chunk_size"])
+    if min_model_len:
+        options["max_model_len"] = max(int(options.get("max_model_len", 0)), int(min_model_len))
+    return load_engine("vllm", str(model_dir), **options)
+
+
+def close_engine(engine: Any) -> None:
+    if hasattr(engine, "close"):
+        engine.close()
+
+
+def run_stage(module: str, params: dict, run: Callable[[dict], Any], engine_kind: str, log_file: str) -> Any:
+    """Run a generation stage here, or, where the engine is vLLM and vLLM lives in a
+    venv of its own (PERSONA_EM_VLLM_PYTHON, envs/README.md), as `python -m module
+    PARAMS.json` in that venv."""
+    import os
+
+    from workflow_scripts.engines.vllm_env import handoff_python, run_module_in, vllm_importable
+
+    python = handoff_python(engine_kind, os.environ, vllm_importable())
+    if python:
+        return run_module_in(python, module, params, log_file)
+    return run(params)
+
+
+def run_handed_off(run: Callable[[dict], Any]) -> None:
+    """Entry point of `python -m workflow_scripts.persona_<stage> PARAMS.json`."""
+    import json
+    import sys
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
