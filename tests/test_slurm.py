@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -86,7 +87,7 @@ def minutes(runtime) -> int:
     return Resource.parse_human_friendly("runtime", runtime)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
     """Each rule of the real workflow with its constant `gpu` and `internet` resources."""
     from snakemake.api import ConfigSettings, ResourceSettings, SnakemakeApi
@@ -134,9 +135,7 @@ def test_leonardo_places_every_rule_of_the_full_study(leonardo, full_study_rules
     assert not unknown, f"profiles/leonardo/config.yaml: no rules named {unknown}"
 
 
-def test_leonardo_sends_rules_that_declare_a_gpu_to_the_gpu_partition(
-    leonardo, full_study_rules
-):
+def test_leonardo_sends_rules_that_declare_a_gpu_to_the_gpu_partition(leonardo, full_study_rules):
     declares_gpu = {name for name, res in full_study_rules.items() if res["gpu"]}
     assert declares_gpu, "the full study has GPU rules"
     assert rule_names(leonardo)["boost_usr_prod+gpu"] == declares_gpu
@@ -195,6 +194,39 @@ def test_leonardo_debug_qos_caps_gpu_jobs_at_thirty_minutes():
     assert minutes(debug["set-resources"]["em_sft"]["runtime"]) == 30
     # The serial partition has no debug QOS.
     assert debug["set-resources"]["base_model"]["qos"] == "normal"
+
+
+def source_leonardo_env(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    script = f"source {LEONARDO / 'env.sh'} && env"
+    base = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "USER": "tester"}
+    return subprocess.run(
+        ["bash", "-c", script], cwd=tmp_path, env={**base, **env}, capture_output=True, text=True
+    )
+
+
+def test_leonardo_env_activates_the_venv_and_puts_caches_on_work(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f"export VIRTUAL_ENV={venv}\n")
+    work = tmp_path / "work"
+    result = source_leonardo_env(
+        tmp_path, PERSONA_EM_VENV=str(venv), WORK=str(work), PERSONA_EM_ACCOUNT="IscrC_x"
+    )
+    assert result.returncode == 0, result.stderr
+    env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert env["VIRTUAL_ENV"] == str(venv)
+    assert env["HF_HOME"] == f"{work}/tester/persona-em-cache/huggingface"
+    assert env["TRITON_CACHE_DIR"].startswith(f"{work}/tester/persona-em-cache/")
+    # offline mode is per job (rules/cluster.smk), never for the whole session
+    assert "HF_HUB_OFFLINE" not in env
+    assert result.stderr == ""
+
+
+def test_leonardo_env_stops_without_a_venv_and_warns_without_account(tmp_path):
+    result = source_leonardo_env(tmp_path, PERSONA_EM_VENV=str(tmp_path / "missing"))
+    assert result.returncode != 0
+    assert "PERSONA_EM_ACCOUNT is not set" in result.stderr
+    assert f"no venv at {tmp_path / 'missing'}" in result.stderr
 
 
 def test_ci_overlay_changes_no_placement():
@@ -279,6 +311,9 @@ class Run:
         except subprocess.TimeoutExpired:
             self.stop()
             pytest.fail(f"snakemake ran over {timeout:.0f} s:\n{self.tail()}")
+        except BaseException:  # an interrupted test must not leave Snakemake behind
+            self.stop()
+            raise
         finally:
             self._log_file.close()
 
@@ -321,9 +356,7 @@ def gpus(job: dict[str, str]) -> int:
 
 
 def job_env(path: Path) -> dict[str, str]:
-    return dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if "=" in line
-    )
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 # ---------------------------------------------------------------- synthetic workflow
@@ -364,8 +397,7 @@ def test_gpu_rules_got_one_gpu_and_the_others_none(synthetic):
     workdir, jobs = synthetic
     allocated = {job["Comment"]: gpus(job) for job in jobs}
     assert allocated == {
-        comment: int(partition == "boost_usr_prod")
-        for comment, partition in SYNTHETIC_JOBS.items()
+        comment: int(partition == "boost_usr_prod") for comment, partition in SYNTHETIC_JOBS.items()
     }
     em_env = job_env(workdir / "results" / "em" / "insecure.txt")
     assert em_env["SLURM_JOB_PARTITION"] == "boost_usr_prod"
@@ -387,6 +419,23 @@ def test_local_rule_ran_in_the_submitting_process(synthetic):
     workdir, _ = synthetic
     summary = (workdir / "results" / "summary.txt").read_text().splitlines()
     assert summary[0] == "SLURM_JOB_ID=none"
+
+
+@pytest.mark.slurm
+def test_missing_account_submits_nothing_and_lists_the_valid_accounts(cluster, tmp_path):
+    before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
+    env = snakemake_env(cluster)
+    del env["PERSONA_EM_ACCOUNT"]
+    run = Run(
+        snakemake_command(SYNTHETIC / "Snakefile", SYNTHETIC / "config.yaml"),
+        tmp_path,
+        env,
+        tmp_path / "no_account.log",
+    )
+    assert run.wait(120) != 0
+    assert "The given account $PERSONA_EM_ACCOUNT appears to be invalid" in run.text()
+    assert ACCOUNT in run.text()
+    assert slurm_jobs(cluster, since=before) == []
 
 
 @pytest.mark.slurm
@@ -433,43 +482,133 @@ def test_cancelled_job_is_retried_and_the_workflow_finishes(cluster, synthetic, 
     assert {job["QOS"] for job in em_jobs} == {DEBUG_QOS}
     assert {job["Timelimit"] for job in em_jobs} == {"00:30:00"}
     # downstream of the forced jobs, rerun normally
-    assert [job["State"] for job in jobs if job["Comment"] == "rule_answers_table"] == [
-        "COMPLETED"
-    ]
+    assert [job["State"] for job in jobs if job["Comment"] == "rule_answers_table"] == ["COMPLETED"]
 
 
-def wait_for_running(cluster, comment: str, before: set[str], timeout: float) -> str:
+def wait_for_running(cluster, wanted, before: set[str], timeout: float) -> str:
+    """The id of the first running SLURM job whose comment is `wanted` (a string or
+    a predicate on the comment), not one of `before`."""
+    matches = wanted if callable(wanted) else wanted.__eq__
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(
             ["squeue", "-h", "-o", "%i|%k|%T"], env=cluster.env, capture_output=True, text=True
         ).stdout
         for line in out.splitlines():
-            job_id, job_comment, state = line.split("|")
-            if job_comment == comment and state == "RUNNING" and job_id not in before:
+            job_id, comment, state = line.split("|")
+            if state == "RUNNING" and job_id not in before and matches(comment):
                 return job_id
-        time.sleep(1)
-    pytest.fail(f"no running SLURM job {comment} within {timeout:.0f} s")
+        time.sleep(0.5)
+    pytest.fail(f"no running SLURM job matching {wanted} within {timeout:.0f} s")
 
 
 # ---------------------------------------------------------------- the real DAG
-@pytest.mark.slurm
-def test_reduced_study_runs_as_slurm_jobs(cluster, tmp_path):
-    if not CI_CONFIG.exists():
-        pytest.skip(f"{CI_CONFIG} not present yet")
-    workdir = tmp_path / "study"
-    workdir.mkdir()
-    for shared in ("resources", "config", "tests"):
-        (workdir / shared).symlink_to(REPO / shared)
-    before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
-    command = snakemake_command(REPO / "Snakefile", CI_CONFIG)
-    run_snakemake(command, workdir, snakemake_env(cluster), workdir / "run.log", 1200)
-    jobs = slurm_jobs(cluster, since=before)
-    assert jobs and all(job["State"] == "COMPLETED" for job in jobs), jobs
-    declared = workflow_rules(CI_CONFIG)
-    for job in jobs:
-        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
-        assert gpus(job) == declared[rule]["gpu"], job
-    rerun = run_snakemake(command, workdir, snakemake_env(cluster), workdir / "rerun.log", 300)
-    assert "Nothing to be done" in rerun.text()
+def rule_of(job: dict[str, str]) -> str:
+    """The rule of a SLURM job, from the executor's comment `rule_<rule>[_wildcards_...]`."""
+    return job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
 
+
+def planned_jobs(workdir: Path, env: dict[str, str]) -> dict[str, int]:
+    """Jobs per rule of the whole DAG (a forced dry-run), local rules included."""
+    result = subprocess.run(
+        [*snakemake_command(REPO / "Snakefile", CI_CONFIG), "-n", "--forceall", "--quiet", "rules"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = result.stdout + result.stderr
+    table = out.split("Job stats:", 1)[1].split("\ntotal", 1)[0]
+    return {
+        match.group(1): int(match.group(2))
+        for match in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)
+    }
+
+
+@pytest.fixture(scope="module")
+def study(cluster, tmp_path_factory):
+    """The reduced study (tests/configs/ci.yaml) through SLURM, GPU rules on the debug
+    QOS; the first GPU job seen running is cancelled and must be retried."""
+    if not CI_CONFIG.exists():
+        pytest.skip(f"{CI_CONFIG} not present")
+    workdir = tmp_path_factory.mktemp("study")
+    # config paths (constitutions, datasets, questions) are relative to the workdir
+    (workdir / "resources").symlink_to(REPO / "resources")
+    env = snakemake_env(cluster, PERSONA_EM_QOS=DEBUG_QOS)
+    gpu_rules = {name for name, res in workflow_rules(CI_CONFIG).items() if res["gpu"]}
+    before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
+    started = time.monotonic()
+    run = Run(snakemake_command(REPO / "Snakefile", CI_CONFIG), workdir, env, workdir / "run.log")
+    try:
+        victim = wait_for_running(
+            cluster, lambda comment: rule_of({"Comment": comment}) in gpu_rules, before, 900
+        )
+        subprocess.run(["scancel", victim], env=cluster.env, check=True)
+        code = run.wait(1800)
+    finally:
+        run.stop()
+    if code != 0:
+        logs = "\n".join(
+            f"--- {log}\n{log.read_text(errors='replace')[-2000:]}"
+            for log in sorted((workdir / "logs").rglob("*.log"))
+        )
+        pytest.fail(f"snakemake exited with {code}:\n{run.tail()}\n{logs[-8000:]}")
+    print(f"reduced study through SLURM in {time.monotonic() - started:.0f} s")
+    return {
+        "workdir": workdir,
+        "env": env,
+        "jobs": slurm_jobs(cluster, since=before),
+        "victim": victim,
+        "gpu_rules": gpu_rules,
+    }
+
+
+@pytest.mark.slurm
+def test_reduced_study_ran_every_non_local_job_as_a_slurm_job(study):
+    planned = planned_jobs(study["workdir"], study["env"])
+    completed: dict[str, int] = {}
+    for job in study["jobs"]:
+        if job["State"] == "COMPLETED":
+            completed[rule_of(job)] = completed.get(rule_of(job), 0) + 1
+    assert completed == {rule: n for rule, n in planned.items() if rule != "all"}
+    answers = pl.read_parquet(study["workdir"] / "results" / "final" / "answers.parquet")
+    assert answers.height > 0
+    assert set(answers["persona"]) == set(yaml.safe_load(CI_CONFIG.read_text())["personas"])
+
+
+@pytest.mark.slurm
+def test_reduced_study_gpu_rules_got_a_gpu_on_the_debug_qos(study):
+    assert study["gpu_rules"], "the reduced study has GPU rules"
+    for job in study["jobs"]:
+        on_gpu = rule_of(job) in study["gpu_rules"]
+        assert gpus(job) == int(on_gpu), job
+        assert job["Partition"] == ("boost_usr_prod" if on_gpu else "lrd_all_serial"), job
+        assert job["QOS"] == (DEBUG_QOS if on_gpu else "normal"), job
+        if on_gpu:
+            assert job["Timelimit"] == "00:30:00", job
+        assert job["Account"] == ACCOUNT
+
+
+@pytest.mark.slurm
+def test_reduced_study_retried_the_cancelled_job(study):
+    victim = next(job for job in study["jobs"] if job["JobIDRaw"] == study["victim"])
+    assert victim["State"].startswith("CANCELLED")
+    same = [job["State"] for job in study["jobs"] if job["Comment"] == victim["Comment"]]
+    assert same == [victim["State"], "COMPLETED"]
+    others = [job for job in study["jobs"] if job["Comment"] != victim["Comment"]]
+    assert all(job["State"] == "COMPLETED" for job in others), others
+
+
+@pytest.mark.slurm
+def test_reduced_study_rerun_has_nothing_to_do(cluster, study):
+    before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
+    rerun = run_snakemake(
+        snakemake_command(REPO / "Snakefile", CI_CONFIG),
+        study["workdir"],
+        study["env"],
+        study["workdir"] / "rerun.log",
+        timeout=300,
+    )
+    assert "Nothing to be done" in rerun.text()
+    assert slurm_jobs(cluster, since=before) == []

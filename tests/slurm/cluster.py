@@ -157,9 +157,7 @@ class SlurmCluster:
         # that knows its configuration.
         self.bin_dir.mkdir(exist_ok=True)
         srun = self.bin_dir / "srun"
-        srun.write_text(
-            f'#!/bin/sh\nSLURM_CONF={self.conf} exec {shutil.which("srun")} "$@"\n'
-        )
+        srun.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {shutil.which("srun")} "$@"\n')
         srun.chmod(0o755)
         for index in range(self.gpus):
             device = self.state / "dev" / f"nvidia{index}"
@@ -353,9 +351,7 @@ class SlurmCluster:
         return "\n".join(parts) or f"no log of {name} in {self.state / 'log'}"
 
     def _ok(self, argv: list[str], input: bytes | None = None) -> bool:
-        return (
-            subprocess.run(argv, env=self.env, input=input, capture_output=True).returncode == 0
-        )
+        return subprocess.run(argv, env=self.env, input=input, capture_output=True).returncode == 0
 
     def _controller_up(self) -> bool:
         out = subprocess.run(["scontrol", "ping"], env=self.env, capture_output=True, text=True)
