@@ -29,7 +29,13 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.slurm.cluster import ACCOUNT, DEBUG_QOS, SlurmCluster, missing_requirements
+from tests.slurm.cluster import (
+    ACCOUNT,
+    DEBUG_QOS,
+    SlurmCluster,
+    die_with_parent,
+    missing_requirements,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 LEONARDO = REPO / "profiles" / "leonardo"
@@ -265,7 +271,8 @@ def cluster(tmp_path_factory):
 
 def snakemake_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
     env = cluster.env
-    for name in ("PERSONA_EM_QOS", "PERSONA_EM_INTERNET_RULES", "SNAKEMAKE_PROFILE"):
+    unset = ("PERSONA_EM_QOS", "PERSONA_EM_INTERNET_RULES", "SNAKEMAKE_PROFILE")
+    for name in (*unset, "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         env.pop(name, None)
     env["PERSONA_EM_ACCOUNT"] = ACCOUNT
     env.update(extra)
@@ -303,6 +310,8 @@ class Run:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # should pytest die, Snakemake gets the SIGINT that makes it cancel its jobs
+            preexec_fn=die_with_parent(signal.SIGINT),
         )
 
     def wait(self, timeout: float) -> int:

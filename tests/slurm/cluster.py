@@ -61,12 +61,16 @@ def missing_requirements() -> list[str]:
     return reasons
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: ask the kernel for SIGTERM when the parent dies."""
-    import ctypes
+def die_with_parent(sig: int = signal.SIGTERM):
+    """A Popen preexec_fn: the child gets `sig` when its parent dies, even by SIGKILL."""
 
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    def set_parent_death_signal() -> None:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, sig)
+
+    return set_parent_death_signal
 
 
 def free_port() -> int:
@@ -312,7 +316,7 @@ class SlurmCluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent if self.tie_to_parent else None,
+            preexec_fn=die_with_parent() if self.tie_to_parent else None,
         )
         log.close()
         self._procs[name] = proc
