@@ -21,6 +21,8 @@ include: "rules/sample.smk"
 include: "rules/judge.smk"
 include: "rules/stats.smk"
 include: "rules/import.smk"
+# Last: where rules run on a cluster follows from the resources they declare.
+include: "rules/cluster.smk"
 
 
 rule all:
