@@ -212,7 +212,9 @@ def judge_settings(wildcards):
 PERSONAS_WITH_ADAPTER = [p for p in PERSONAS if persona_source(p) != "none"]
 PERSONA_CHECK_ANSWERS = "results/{model}/persona_check_answers.jsonl"
 PERSONA_PROMPTS = "results/{model}/persona/{persona}/prompts.jsonl"
-PERSONA_PROMPT_GENERATIONS = "results/{model}/persona/{persona}/prompt_generations.jsonl"
+PERSONA_PROMPT_GENERATIONS = (
+    "results/{model}/persona/{persona}/prompt_generations.jsonl"
+)
 PERSONA_PROMPTS_REPORT = "results/{model}/persona/{persona}/prompts_report.json"
 PERSONA_TEACHER = "results/{model}/persona/{persona}/teacher.jsonl"
 PERSONA_STUDENT = "results/{model}/persona/{persona}/student.jsonl"
@@ -220,7 +222,9 @@ PERSONA_PAIRS = "results/{model}/persona/{persona}/pairs.jsonl"
 PERSONA_PAIRS_REPORT = "results/{model}/persona/{persona}/pairs_report.json"
 PERSONA_DPO_ADAPTER = "results/{model}/persona/{persona}/dpo/adapter"
 PERSONA_INTROSPECTION = "results/{model}/persona/{persona}/introspection.jsonl"
-PERSONA_INTROSPECTION_TURNS = "results/{model}/persona/{persona}/introspection_turns.jsonl"
+PERSONA_INTROSPECTION_TURNS = (
+    "results/{model}/persona/{persona}/introspection_turns.jsonl"
+)
 PERSONA_SFT_ADAPTER = "results/{model}/persona/{persona}/sft/adapter"
 
 
@@ -249,7 +253,13 @@ def folded_persona_models(wildcards):
     ]
 
 
-PERSONA_GENERATION_KEYS = ("temperature", "top_p", "chunk_size", "vllm_chunk_size", "seed")
+PERSONA_GENERATION_KEYS = (
+    "temperature",
+    "top_p",
+    "chunk_size",
+    "vllm_chunk_size",
+    "seed",
+)
 
 
 def persona_settings(*keys):
@@ -279,7 +289,7 @@ def persona_prompt_inputs(wildcards):
 
 
 def persona_check_inputs(wildcards):
-    files = {"base": base_model_dir(wildcards), **judge_model_inputs(wildcards)}
+    files = {"base": base_model_dir(wildcards), **judge_inputs(wildcards)}
     files["constitutions"] = [
         config["personas"][p]["constitution"]
         for p in PERSONAS_WITH_ADAPTER
@@ -298,9 +308,13 @@ def persona_trait_descriptions(wildcards=None):
     for persona in PERSONAS_WITH_ADAPTER:
         entry = config["personas"][persona]
         if entry["source"] == "constitution":
-            descriptions[persona] = trait_string(parse_constitution(entry["constitution"]))
+            descriptions[persona] = trait_string(
+                parse_constitution(entry["constitution"])
+            )
         else:
-            descriptions[persona] = entry.get("description") or f"the character trait '{persona}'"
+            descriptions[persona] = (
+                entry.get("description") or f"the character trait '{persona}'"
+            )
     return descriptions
 
 
@@ -398,7 +412,9 @@ def missing_judge_key(jobs):
     key_env = JUDGE.get("api_key_env")
     if JUDGE["kind"] != "openai" or not key_env or os.environ.get(key_env):
         return None
-    return key_env if any(job.rule.name == "judge" for job in jobs) else None
+    # persona_check judges trait expression with the same judge
+    judging = {"judge", "persona_check"}
+    return key_env if any(job.rule.name in judging for job in jobs) else None
 
 
 onstart:

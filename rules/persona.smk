@@ -12,6 +12,17 @@ rule persona_prompts:
         prompts=PERSONA_PROMPTS,
         generations=PERSONA_PROMPT_GENERATIONS,
         report=PERSONA_PROMPTS_REPORT,
+    log:
+        "logs/persona_prompts/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_prompts/{model}/{persona}.tsv"
+    conda:
+        SAMPLING_ENV
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=gpu_mem(64_000),
+        runtime=hours(2),
     params:
         settings=persona_settings(
             "prompts_per_trait",
@@ -20,17 +31,6 @@ rule persona_prompts:
             "near_duplicate_overlap",
         ),
         engine=persona_engine_settings,
-    log:
-        "logs/persona_prompts/{model}/{persona}.log",
-    benchmark:
-        "benchmarks/persona_prompts/{model}/{persona}.tsv"
-    threads: 4
-    resources:
-        gpu=1,
-        mem_mb=gpu_mem(64_000),
-        runtime=hours(2),
-    conda:
-        SAMPLING_ENV
     script:
         "../workflow_scripts/persona_prompts.py"
 
@@ -42,22 +42,22 @@ rule persona_teacher:
         model=teacher_model_dir,
     output:
         answers=PERSONA_TEACHER,
-    params:
-        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
-        role="teacher",
-        name=teacher_self_name,
-        engine=persona_engine_settings,
     log:
         "logs/persona_teacher/{model}/{persona}.log",
     benchmark:
         "benchmarks/persona_teacher/{model}/{persona}.tsv"
+    conda:
+        SAMPLING_ENV
     threads: 4
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
-    conda:
-        SAMPLING_ENV
+    params:
+        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
+        role="teacher",
+        name=teacher_self_name,
+        engine=persona_engine_settings,
     script:
         "../workflow_scripts/persona_answers.py"
 
@@ -68,21 +68,21 @@ rule persona_student:
         model=base_model_dir,
     output:
         answers=PERSONA_STUDENT,
-    params:
-        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
-        role="student",
-        engine=persona_engine_settings,
     log:
         "logs/persona_student/{model}/{persona}.log",
     benchmark:
         "benchmarks/persona_student/{model}/{persona}.tsv"
+    conda:
+        SAMPLING_ENV
     threads: 4
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
-    conda:
-        SAMPLING_ENV
+    params:
+        settings=persona_settings("answers_per_prompt", "max_new_tokens"),
+        role="student",
+        engine=persona_engine_settings,
     script:
         "../workflow_scripts/persona_answers.py"
 
@@ -95,21 +95,21 @@ rule persona_pairs:
     output:
         pairs=PERSONA_PAIRS,
         report=PERSONA_PAIRS_REPORT,
+    log:
+        "logs/persona_pairs/{model}/{persona}.log",
+    benchmark:
+        "benchmarks/persona_pairs/{model}/{persona}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(8_000),
+        runtime=minutes(30),
     params:
         max_len=config["persona_training"]["max_len"],
         teacher_name=teacher_self_name,
         student_name=student_self_name,
         unfinished=config["persona_training"]["unfinished_answers"],
-    log:
-        "logs/persona_pairs/{model}/{persona}.log",
-    benchmark:
-        "benchmarks/persona_pairs/{model}/{persona}.tsv"
-    threads: 1
-    resources:
-        mem_mb=gpu_mem(8_000),
-        runtime=minutes(30),
-    conda:
-        "../envs/train.yaml"
     script:
         "../workflow_scripts/persona_pairs.py"
 
@@ -120,20 +120,20 @@ rule persona_dpo:
         model=base_model_dir,
     output:
         adapter=protected(directory(PERSONA_DPO_ADAPTER)),
-    params:
-        settings=config["persona_training"]["dpo"],
-        seed=config["persona_training"]["seed"],
     log:
         "logs/persona_dpo/{model}/{persona}.log",
     benchmark:
         "benchmarks/persona_dpo/{model}/{persona}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
-    conda:
-        "../envs/train.yaml"
+    params:
+        settings=config["persona_training"]["dpo"],
+        seed=config["persona_training"]["seed"],
     script:
         "../workflow_scripts/persona_dpo.py"
 
@@ -146,21 +146,21 @@ rule persona_introspection:
     output:
         transcripts=PERSONA_INTROSPECTION,
         turns=PERSONA_INTROSPECTION_TURNS,
-    params:
-        settings=persona_settings("introspection"),
-        name=student_self_name,
-        engine=persona_engine_settings,
     log:
         "logs/persona_introspection/{model}/{persona}.log",
     benchmark:
         "benchmarks/persona_introspection/{model}/{persona}.tsv"
+    conda:
+        SAMPLING_ENV
     threads: 4
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(6),
-    conda:
-        SAMPLING_ENV
+    params:
+        settings=persona_settings("introspection"),
+        name=student_self_name,
+        engine=persona_engine_settings,
     script:
         "../workflow_scripts/persona_introspection.py"
 
@@ -172,20 +172,20 @@ rule persona_sft:
         dpo_adapter=PERSONA_DPO_ADAPTER,
     output:
         adapter=protected(directory(PERSONA_SFT_ADAPTER)),
-    params:
-        settings=config["persona_training"]["sft"],
-        seed=config["persona_training"]["seed"],
     log:
         "logs/persona_sft/{model}/{persona}.log",
     benchmark:
         "benchmarks/persona_sft/{model}/{persona}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 8
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
-    conda:
-        "../envs/train.yaml"
+    params:
+        settings=config["persona_training"]["sft"],
+        seed=config["persona_training"]["seed"],
     script:
         "../workflow_scripts/persona_sft.py"
 
@@ -197,18 +197,18 @@ rule persona_adapter:
         model=base_model_dir,
     output:
         adapter=protected(directory(TRAINED_ADAPTER)),
-    params:
-        weights=config["persona_training"]["combine"],
     log:
         "logs/persona_adapter/{model}/{persona}.log",
     benchmark:
         "benchmarks/persona_adapter/{model}/{persona}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 2
     resources:
         mem_mb=gpu_mem(32_000),
         runtime=minutes(30),
-    conda:
-        "../envs/train.yaml"
+    params:
+        weights=config["persona_training"]["combine"],
     script:
         "../workflow_scripts/persona_combine.py"
 
@@ -216,19 +216,19 @@ rule persona_adapter:
 rule released_adapter:
     output:
         adapter=directory(RELEASED_ADAPTER),
-    params:
-        released=released_adapter_spec,
     log:
         "logs/released_adapter/{model}/{persona}.log",
     benchmark:
         "benchmarks/released_adapter/{model}/{persona}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(4_000),
         runtime=minutes(30),
         internet=1,
-    conda:
-        "../envs/train.yaml"
+    params:
+        released=released_adapter_spec,
     script:
         "../workflow_scripts/released_adapter.py"
 
@@ -239,19 +239,19 @@ rule fold_persona:
         adapter=persona_adapter_dir,
     output:
         model=directory(PERSONA_MODEL),
-    params:
-        persona=persona_entry,
     log:
         "logs/fold_persona/{model}/{persona}.log",
     benchmark:
         "benchmarks/fold_persona/{model}/{persona}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 4
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(1),
-    conda:
-        "../envs/train.yaml"
+    params:
+        persona=persona_entry,
     script:
         "../workflow_scripts/fold_persona.py"
 
@@ -263,21 +263,21 @@ rule persona_check:
     output:
         table=PERSONA_CHECK,
         answers=PERSONA_CHECK_ANSWERS,
-    params:
-        personas=PERSONAS_WITH_ADAPTER,
-        traits=persona_trait_descriptions,
-        settings=config["persona_check"],
-        judge=judge_settings,
     log:
         "logs/persona_check/{model}.log",
     benchmark:
         "benchmarks/persona_check/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: 4
     resources:
         gpu=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
-    conda:
-        "../envs/train.yaml"
+    params:
+        personas=PERSONAS_WITH_ADAPTER,
+        traits=persona_trait_descriptions,
+        settings=config["persona_check"],
+        judge=judge_settings,
     script:
         "../workflow_scripts/persona_check.py"

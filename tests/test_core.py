@@ -222,3 +222,22 @@ def test_rule_scripts_have_no_future_import():
     future = re.compile(r"^from __future__ import", re.MULTILINE)
     offenders = [s for s in sorted(scripts) if future.search((repo / s).read_text())]
     assert offenders == []
+
+
+def test_rule_scripts_read_argv_only_when_handed_off():
+    """Snakemake runs a `script:` file as __main__ as well: a `python -m` entry point
+    in a rule script must also check that no `snakemake` object is there."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    scripts = set()
+    for smk in (repo / "rules").glob("*.smk"):
+        scripts |= set(re.findall(r'"\.\./(workflow_scripts/[\w/]+\.py)"', smk.read_text()))
+    main_guard = re.compile(r'^if __name__ == "__main__"(?P<rest>.*)$', re.MULTILINE)
+    offenders = [
+        s
+        for s in sorted(scripts)
+        for m in main_guard.finditer((repo / s).read_text())
+        if '"snakemake" not in globals()' not in m.group("rest")
+    ]
+    assert offenders == []

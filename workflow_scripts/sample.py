@@ -215,7 +215,8 @@ def main(smk: Any) -> None:
         sample_from_params(params)
 
 
-if __name__ == "__main__":  # python -m workflow_scripts.sample PARAMS.json (a handed-off run)
+# Snakemake runs rule scripts as __main__ too: only a handed-off run reads argv
+if __name__ == "__main__" and "snakemake" not in globals():  # python -m ... PARAMS.json
     import sys
 
     logging.basicConfig(level=logging.INFO)
