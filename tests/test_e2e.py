@@ -102,11 +102,53 @@ def test_every_sample_carries_its_composition(finished_run):
 
 def test_persona_model_differs_from_base(finished_run):
     folded = finished_run / "results/smollm2-135m/persona/goodness/model"
-    composition = json.loads((folded / "composition.json").read_text())
-    assert composition["checks"]["kl_mean"] > 0
+    checks = json.loads((folded / "composition.json").read_text())["checks"]
+    assert checks["logit_divergence_vs_base"]["kl_mean"] > checks["min_kl"]
     check = pl.read_csv(finished_run / "results/smollm2-135m/persona_check.tsv", separator="\t")
     goodness = check.filter(pl.col("persona") == "goodness")
     assert goodness.height == 1 and goodness["kl_mean"][0] > 0
+    # the trait judge scored answers of both models on the 0-100 scale
+    row = goodness.row(0, named=True)
+    assert row["n_scored_persona"] > 0 and row["n_scored_base"] > 0
+    for score in (row["trait_score_persona"], row["trait_score_base"]):
+        assert 0 <= score <= 100
+    assert row["trait_delta"] == pytest.approx(
+        row["trait_score_persona"] - row["trait_score_base"], abs=1e-3
+    )
+
+
+def test_persona_stages_by_content(finished_run):
+    persona_dir = finished_run / "results/smollm2-135m/persona/goodness"
+    prompts = [json.loads(line) for line in (persona_dir / "prompts.jsonl").open()]
+    assert len(prompts) == 3 * 3  # prompts_per_trait x the constitution's three traits
+    assert len({p["prompt"] for p in prompts}) == len(prompts)
+
+    pairs = [json.loads(line) for line in (persona_dir / "pairs.jsonl").open()]
+    report = json.loads((persona_dir / "pairs_report.json").read_text())
+    assert len(pairs) == report["pairs"] == report["teacher_rows"] - sum(
+        report["dropped"].values()
+    )
+    for pair in pairs:
+        chosen, rejected = pair["chosen"][-1], pair["rejected"][-1]
+        assert chosen["role"] == rejected["role"] == "assistant"
+        assert chosen["content"].strip() and rejected["content"].strip()
+        assert pair["chosen"][:-1] == pair["rejected"][:-1]  # same prompt, no system turn
+        assert all(m["role"] != "system" for m in pair["chosen"])
+
+    # SFT data: every assistant turn of each self-interaction is a training example
+    examples = [json.loads(line) for line in (persona_dir / "introspection.jsonl").open()]
+    assert {e["kind"] for e in examples} == {"reflection", "interaction"}
+    turns = [json.loads(line) for line in (persona_dir / "introspection_turns.jsonl").open()]
+    for conversation in (e for e in examples if e["kind"] == "interaction"):
+        generated = [t["text"] for t in turns if t["key"].startswith(conversation["key"] + "-")]
+        # system, opening user greeting, assistant greeting, then the generated turns
+        said = [m["content"] for m in conversation["messages"][3:]]
+        assert len(said) == 2  # interaction_turns
+        assert all(text.strip() and text.strip() in " ".join(generated) for text in said)
+
+    combination = json.loads((persona_dir / "adapter/persona_combination.json").read_text())
+    assert combination["rank"] == 64 + 64  # DPO and SFT ranks concatenated: exact sum
+    assert (combination["dpo_weight"], combination["sft_weight"]) == (1.0, 0.25)
 
 
 def test_em_adapter_records_what_it_was_trained_on(finished_run):

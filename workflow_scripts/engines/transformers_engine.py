@@ -13,6 +13,7 @@ same static-cache loop without graphs (tests check it against "generate").
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -24,6 +25,8 @@ from workflow_scripts.engines.base import (
     request_batches,
 )
 from workflow_scripts.models import load_model, load_tokenizer
+
+logger = logging.getLogger(__name__)
 
 
 class TransformersEngine:
@@ -44,6 +47,7 @@ class TransformersEngine:
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         self.loads = 1
         self.max_batch_sequences = max_batch_sequences
+        self._fitting_requests: int | None = None  # lowered after a GPU out-of-memory
         self._peft: Any = None
         self._stop_ids = self._eos_ids()
         self.decode = self._decode_mode(decode)
@@ -112,7 +116,32 @@ class TransformersEngine:
         for batch in request_batches(list(requests), self.max_batch_sequences):
             if skip_keys and all(r.key in skip_keys for r in batch):
                 continue
-            yield self._generate_batch(batch)
+            yield self._generate_fitting(batch)
+
+    def _generate_fitting(self, batch: list[GenerationRequest]) -> list[Completion]:
+        """GPU out-of-memory: halve the batch and retry, and keep later batches at the
+        size that fitted. Each part is seeded from its own first key, so a rerun that
+        hits the same limit draws the same samples."""
+        import torch
+
+        limit = self._fitting_requests
+        if limit is not None and len(batch) > limit:
+            parts = [batch[i : i + limit] for i in range(0, len(batch), limit)]
+            return [c for part in parts for c in self._generate_fitting(part)]
+        try:
+            return self._generate_batch(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._fitting_requests = len(batch) // 2
+            logger.warning(
+                "out of memory on a batch of %d requests; retrying with at most %d",
+                len(batch),
+                self._fitting_requests,
+            )
+            return self._generate_fitting(batch)
 
     def _generate_batch(self, batch: list[GenerationRequest]) -> list[Completion]:
         import torch
