@@ -214,6 +214,10 @@ def test_leonardo_env_activates_the_venv_and_puts_caches_on_work(tmp_path):
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "activate").write_text(f"export VIRTUAL_ENV={venv}\n")
+    vllm_python = tmp_path / ".venv-vllm" / "bin" / "python"
+    vllm_python.parent.mkdir(parents=True)
+    vllm_python.write_text("#!/bin/sh\n")
+    vllm_python.chmod(0o755)
     work = tmp_path / "work"
     result = source_leonardo_env(
         tmp_path, PERSONA_EM_VENV=str(venv), WORK=str(work), PERSONA_EM_ACCOUNT="IscrC_x"
@@ -225,7 +229,18 @@ def test_leonardo_env_activates_the_venv_and_puts_caches_on_work(tmp_path):
     assert env["TRITON_CACHE_DIR"].startswith(f"{work}/tester/persona-em-cache/")
     # offline mode is per job (rules/cluster.smk), never for the whole session
     assert "HF_HUB_OFFLINE" not in env
+    assert env["PERSONA_EM_VLLM_PYTHON"] == str(vllm_python)
     assert result.stderr == ""
+
+
+def test_leonardo_env_warns_without_a_vllm_venv(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f"export VIRTUAL_ENV={venv}\n")
+    result = source_leonardo_env(tmp_path, PERSONA_EM_VENV=str(venv), PERSONA_EM_ACCOUNT="x")
+    assert result.returncode == 0, result.stderr
+    assert "PERSONA_EM_VLLM_PYTHON" not in result.stdout
+    assert "no vLLM venv" in result.stderr
 
 
 def test_leonardo_env_stops_without_a_venv_and_warns_without_account(tmp_path):

@@ -10,6 +10,8 @@
 #   PERSONA_EM_VENV       the virtual environment (`make setup` creates .venv)
 #   PERSONA_EM_CONDA_ENV  a conda environment to activate instead of the venv
 #   PERSONA_EM_CACHE      where Hugging Face, torch, Triton and vLLM keep caches
+#   PERSONA_EM_VLLM_PYTHON  the python of the vLLM venv (envs/README.md); default
+#                         .venv-vllm/bin/python when that venv exists
 #
 # HF_HUB_OFFLINE is not set here: rules/cluster.smk sets it inside every job of a rule
 # that does not declare `internet=1` (compute nodes have no internet), and leaves it
@@ -53,4 +55,12 @@ export VLLM_CACHE_ROOT="${VLLM_CACHE_ROOT:-$PERSONA_EM_CACHE/vllm}"
 export XDG_CACHE_HOME="${XDG_CACHE_HOME:-$PERSONA_EM_CACHE/xdg}"
 export PIP_CACHE_DIR="${PIP_CACHE_DIR:-$PERSONA_EM_CACHE/pip}"
 export TOKENIZERS_PARALLELISM=false
+
+# vLLM lives in a venv of its own; sampling and generation jobs hand their work to it.
+if [ -z "${PERSONA_EM_VLLM_PYTHON:-}" ] && [ -x "$PWD/.venv-vllm/bin/python" ]; then
+    export PERSONA_EM_VLLM_PYTHON="$PWD/.venv-vllm/bin/python"
+fi
+if [ -z "${PERSONA_EM_VLLM_PYTHON:-}" ]; then
+    echo "profiles/leonardo/env.sh: no vLLM venv (.venv-vllm, or set PERSONA_EM_VLLM_PYTHON); vllm engine jobs will stop with this message" >&2
+fi
 unset -f _persona_em_fail
