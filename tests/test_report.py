@@ -104,9 +104,20 @@ def test_answers_table_rejects_a_duplicated_answer_naming_both_files(answers, tm
         concat_answers([broken])
 
 
-def snakemake(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "1"]
+    return subprocess.run(
+        [*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture
+def fresh_workdir(tmp_path) -> Path:
+    """A working directory with no results: dry-runs then do not depend on what a run
+    in the checkout has already built. Config paths are relative to it."""
+    (tmp_path / "resources").symlink_to(REPO / "resources")
+    (tmp_path / "config").symlink_to(REPO / "config")
+    return tmp_path
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -114,18 +125,18 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.MULTILINE)}
 
 
-def test_a_figure_target_builds_only_what_it_needs():
-    result = snakemake("-n", "results/final/fig8_cross_model.png")
+def test_a_figure_target_builds_only_what_it_needs(fresh_workdir):
+    result = snakemake("-n", "results/final/fig8_cross_model.png", cwd=fresh_workdir)
     assert result.returncode == 0, result.stderr
     jobs = job_counts(result.stdout)
     assert jobs["figure"] == 1 and jobs["statistics"] == 1 and jobs["answers_table"] == 1
     assert "results_report" not in jobs
-    result = snakemake("-n", "results/final/dist3_cdf.png")
+    result = snakemake("-n", "results/final/dist3_cdf.png", cwd=fresh_workdir)
     assert "statistics" not in job_counts(result.stdout)  # drawn from the answers alone
 
 
-def test_rule_all_asks_for_every_table_figure_and_the_results():
-    result = snakemake("-n")
+def test_rule_all_asks_for_every_table_figure_and_the_results(fresh_workdir):
+    result = snakemake("-n", cwd=fresh_workdir)
     assert result.returncode == 0, result.stderr
     jobs = job_counts(result.stdout)
     assert jobs["figure"] == len(FIGURES)

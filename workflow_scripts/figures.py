@@ -172,7 +172,8 @@ def fig1_alignment_by_persona(data: FigureData):
         return placeholder("Alignment by persona", "needs EM datasets that every persona has"), 7, 4
     df = _pandas(personas, s, reverse_personas=True)
     reference = df[df["persona"] == s.reference_persona][["model", "mean"]]
-    datasets = ", ".join(sorted(set(personas["datasets"].to_list())))
+    # the column holds each model's datasets comma-joined
+    datasets = ", ".join(sorted({d for v in personas["datasets"].to_list() for d in v.split(",")}))
     n_personas = personas["persona"].n_unique()
     plot = (
         ggplot(df, aes(x="persona", y="mean", group=1))
@@ -183,7 +184,8 @@ def fig1_alignment_by_persona(data: FigureData):
         + coord_flip()
         + facet_wrap("~model")
         + labs(title="Alignment by persona", x="", y="mean alignment (0-100)",
-               subtitle=f"EM datasets: {datasets}; dashed: reference ({s.reference_persona})")
+               subtitle=f"EM datasets: {datasets}; dashed: reference ({s.reference_persona})\n"
+                        "thin: 95% cluster t CI; thick: 95% cluster bootstrap CI")
         + _theme()
     )
     return plot, 3 + 3.5 * _models(personas), 1.5 + 0.3 * n_personas
