@@ -9,14 +9,13 @@ from pathlib import Path
 from workflow_scripts.chat import strip_reasoning
 from workflow_scripts.constitution import parse_constitution
 from workflow_scripts.engines.base import GenerationRequest
+from workflow_scripts.engines.vllm_env import run_handed_off, run_stage
 from workflow_scripts.io_utils import read_jsonl
 from workflow_scripts.persona.generation import (
     close_engine,
     generate_into,
     load_persona_engine,
     open_output,
-    run_handed_off,
-    run_stage,
     sampling_params,
 )
 from workflow_scripts.persona.oct import teacher_system_prompt

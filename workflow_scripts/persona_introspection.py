@@ -9,6 +9,7 @@ from pathlib import Path
 from workflow_scripts.chat import render
 from workflow_scripts.constitution import parse_constitution
 from workflow_scripts.engines.base import GenerationRequest
+from workflow_scripts.engines.vllm_env import run_handed_off, run_stage
 from workflow_scripts.io_utils import write_jsonl_atomic
 from workflow_scripts.models import load_tokenizer
 from workflow_scripts.persona import oct
@@ -17,8 +18,6 @@ from workflow_scripts.persona.generation import (
     generate_into,
     load_persona_engine,
     open_output,
-    run_handed_off,
-    run_stage,
     sampling_params,
 )
 from workflow_scripts.persona.introspection import (

@@ -193,9 +193,7 @@ def sample_from_params(params: dict) -> pl.DataFrame:
 
 
 def main(smk: Any) -> None:
-    import os
-
-    from workflow_scripts.engines.vllm_env import handoff_python, run_module_in, vllm_importable
+    from workflow_scripts.engines.vllm_env import run_stage
 
     logging.basicConfig(filename=smk.log[0], level=logging.INFO)
     params = {
@@ -208,19 +206,20 @@ def main(smk: Any) -> None:
         "persona": smk.wildcards.persona,
     }
     # plain venvs: vLLM lives in its own venv (envs/README.md)
-    python = handoff_python(params["sampling"]["engine"], os.environ, vllm_importable())
-    if python:
-        run_module_in(python, "workflow_scripts.sample", params, smk.log[0])
-    else:
-        sample_from_params(params)
+    run_stage(
+        "workflow_scripts.sample",
+        params,
+        sample_from_params,
+        params["sampling"]["engine"],
+        smk.log[0],
+    )
 
 
 # Snakemake runs rule scripts as __main__ too: only a handed-off run reads argv
 if __name__ == "__main__" and "snakemake" not in globals():  # python -m ... PARAMS.json
-    import sys
+    from workflow_scripts.engines.vllm_env import run_handed_off
 
-    logging.basicConfig(level=logging.INFO)
-    sample_from_params(json.loads(Path(sys.argv[1]).read_text()))
+    run_handed_off(sample_from_params)
 
 if "snakemake" in globals():
     main(snakemake)

@@ -5,11 +5,14 @@ venv hands its work to that interpreter (envs/README.md)."""
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 VLLM_PYTHON_VAR = "PERSONA_EM_VLLM_PYTHON"
 
@@ -55,3 +58,23 @@ def run_module_in(python: str, module: str, params: dict, log_file: str) -> None
         raise RuntimeError(
             f"{python} -m {module} failed (exit {result.returncode}); see {log_file}"
         )
+
+
+def run_stage(
+    module: str, params: dict, run: Callable[[dict], Any], engine_kind: str, log_file: str
+) -> Any:
+    """Run a generation stage (sampling, persona generation) here, or, where the engine
+    is vLLM and vLLM lives in a venv of its own, as `python -m module PARAMS.json` in
+    that venv."""
+    python = handoff_python(engine_kind, os.environ, vllm_importable())
+    if python:
+        return run_module_in(python, module, params, log_file)
+    return run(params)
+
+
+def run_handed_off(run: Callable[[dict], Any]) -> None:
+    """Entry point of a handed-off run: `python -m workflow_scripts.<stage> PARAMS.json`."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    run(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))

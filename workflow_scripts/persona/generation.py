@@ -106,26 +106,3 @@ def load_persona_engine(
 def close_engine(engine: Any) -> None:
     if hasattr(engine, "close"):
         engine.close()
-
-
-def run_stage(module: str, params: dict, run: Callable[[dict], Any], engine_kind: str, log_file: str) -> Any:
-    """Run a generation stage here, or, where the engine is vLLM and vLLM lives in a
-    venv of its own (PERSONA_EM_VLLM_PYTHON, envs/README.md), as `python -m module
-    PARAMS.json` in that venv."""
-    import os
-
-    from workflow_scripts.engines.vllm_env import handoff_python, run_module_in, vllm_importable
-
-    python = handoff_python(engine_kind, os.environ, vllm_importable())
-    if python:
-        return run_module_in(python, module, params, log_file)
-    return run(params)
-
-
-def run_handed_off(run: Callable[[dict], Any]) -> None:
-    """Entry point of `python -m workflow_scripts.persona_<stage> PARAMS.json`."""
-    import json
-    import sys
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
