@@ -210,10 +210,16 @@ def source_leonardo_env(tmp_path: Path, **env: str) -> subprocess.CompletedProce
     )
 
 
-def test_leonardo_env_activates_the_venv_and_puts_caches_on_work(tmp_path):
+def fake_venv(tmp_path: Path) -> Path:
+    """A venv whose activate script only exports VIRTUAL_ENV."""
     venv = tmp_path / "venv"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "activate").write_text(f"export VIRTUAL_ENV={venv}\n")
+    return venv
+
+
+def test_leonardo_env_activates_the_venv_and_puts_caches_on_work(tmp_path):
+    venv = fake_venv(tmp_path)
     vllm_python = tmp_path / ".venv-vllm" / "bin" / "python"
     vllm_python.parent.mkdir(parents=True)
     vllm_python.write_text("#!/bin/sh\n")
@@ -234,9 +240,7 @@ def test_leonardo_env_activates_the_venv_and_puts_caches_on_work(tmp_path):
 
 
 def test_leonardo_env_warns_without_a_vllm_venv(tmp_path):
-    venv = tmp_path / "venv"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "activate").write_text(f"export VIRTUAL_ENV={venv}\n")
+    venv = fake_venv(tmp_path)
     result = source_leonardo_env(tmp_path, PERSONA_EM_VENV=str(venv), PERSONA_EM_ACCOUNT="x")
     assert result.returncode == 0, result.stderr
     assert "PERSONA_EM_VLLM_PYTHON" not in result.stdout
