@@ -1,5 +1,5 @@
 """GPU benchmark of EM SFT: tokens/s, peak memory and MFU of one optimizer step of
-the workflow's own trainer (workflow_scripts.em_sft.trainer_for: trl SFTTrainer,
+the workflow's own trainer (workflow_scripts.em.sft.trainer_for: trl SFTTrainer,
 LoRA from em_training.lora_config, completion-only labels) on a random-init model
 with the Qwen2.5-7B-Instruct shape (no weights are reachable on the GPU machine).
 
@@ -112,8 +112,8 @@ def run_variant(variant: Variant, seq_len: int, steps: int, warmup: int, tiny: b
     from datasets import Dataset
     from transformers import AutoConfig, AutoModelForCausalLM, TrainerCallback
 
-    from workflow_scripts.em_sft import trainer_for
-    from workflow_scripts.em_training import EmTrainSettings
+    from workflow_scripts.em.sft import trainer_for
+    from workflow_scripts.em.training import EmTrainSettings
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

@@ -14,12 +14,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from workflow_scripts.figures import FigureData, draw_figure
-from workflow_scripts.report import render_results
-from workflow_scripts.stats_outputs import ANSWERS, FIGURES, TABLES
-from workflow_scripts.stats_settings import settings_from_config
-from workflow_scripts.stats_tables import compute_tables, write_tables
-from workflow_scripts.synthetic import full_grid, synthetic_answers
+from tests.synthetic import full_grid, synthetic_answers
+from workflow_scripts.stats.figures import FigureData, draw_figure
+from workflow_scripts.stats.outputs import ANSWERS, FIGURES, TABLES
+from workflow_scripts.stats.report import render_results
+from workflow_scripts.stats.settings import settings_from_config
+from workflow_scripts.stats.tables import compute_tables, write_tables
 
 
 def main() -> None:

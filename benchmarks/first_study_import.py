@@ -13,12 +13,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # this checkout's workflow_scripts, not an installed copy
 
-from workflow_scripts.first_study_import import (  # noqa: E402
+from workflow_scripts.first_study.importer import (  # noqa: E402
     ImportSettings,
     apply_policy,
     read_judge_runs,
 )
-from workflow_scripts.first_study_report import reproduce  # noqa: E402
+from workflow_scripts.first_study.reproduction import reproduce  # noqa: E402
 
 DEFAULT = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "first-study-gpt41mini-evals.tar.xz"

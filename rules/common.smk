@@ -21,7 +21,7 @@ if str(REPO) not in _PYTHONPATH.split(os.pathsep):
 
 import yaml
 
-from workflow_scripts.config_checks import (
+from workflow_scripts.core.config_checks import (
     ConfigError,
     check_config,
     schema_error_message,
@@ -40,7 +40,7 @@ check_config(config, CONFIG_FILES, basedir=Path.cwd())
 
 
 # ---------------------------------------------------------------- grid dimensions
-NO_EM = "none"  # dataset of the controls without EM (workflow_scripts.schema.NO_EM)
+NO_EM = "none"  # dataset of the controls without EM (workflow_scripts.core.schema.NO_EM)
 MODELS = [m for m, entry in config["models"].items() if entry.get("grid", True)]
 PERSONAS = list(config["personas"])
 DATASETS = list(config.get("datasets", {}))
@@ -301,7 +301,7 @@ def persona_check_inputs(wildcards):
 def persona_trait_descriptions(wildcards=None):
     """What the trait-expression judge looks for, per persona: the constitution's
     numbered traits, or for a released adapter its description (else its name)."""
-    from workflow_scripts.constitution import parse_constitution
+    from workflow_scripts.persona.constitution import parse_constitution
     from workflow_scripts.persona.oct import trait_string
 
     descriptions = {}
@@ -429,10 +429,10 @@ onstart:
 
 
 # ---- stats (rules/stats.smk)
-from workflow_scripts.stats_outputs import ANSWERS as ANSWERS_INPUT
-from workflow_scripts.stats_outputs import CAPTIONS as FIGURE_CAPTIONS
-from workflow_scripts.stats_outputs import FIGURES, TABLES
-from workflow_scripts.stats_settings import settings_from_config
+from workflow_scripts.stats.outputs import ANSWERS as ANSWERS_INPUT
+from workflow_scripts.stats.outputs import CAPTIONS as FIGURE_CAPTIONS
+from workflow_scripts.stats.outputs import FIGURES, TABLES
+from workflow_scripts.stats.settings import settings_from_config
 
 TABLE_FILE = "results/final/tables/{name}.csv"
 FIGURE_FILE = "results/final/{figure}.png"

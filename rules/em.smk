@@ -25,7 +25,7 @@ rule em_dataset:
         dataset=dataset_entry,
         archives=dataset_archives,
     script:
-        "../workflow_scripts/em_dataset.py"
+        "../workflow_scripts/rules/em_dataset.py"
 
 
 rule em_sft:
@@ -51,4 +51,4 @@ rule em_sft:
         has_persona_adapter=persona_has_adapter,
         kl_reference_name=kl_reference_name,
     script:
-        "../workflow_scripts/em_sft.py"
+        "../workflow_scripts/rules/em_sft.py"

@@ -22,7 +22,7 @@ rule import_first_study:
     params:
         settings=first_study_import_settings,
     script:
-        "../workflow_scripts/first_study_import.py"
+        "../workflow_scripts/rules/import_first_study.py"
 
 
 rule first_study_reproduction:
@@ -47,4 +47,4 @@ rule first_study_reproduction:
     params:
         settings=first_study_report_settings,
     script:
-        "../workflow_scripts/first_study_report.py"
+        "../workflow_scripts/rules/first_study_reproduction.py"

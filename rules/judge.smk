@@ -28,4 +28,4 @@ rule judge:
     params:
         judge=judge_settings,
     script:
-        "../workflow_scripts/judge.py"
+        "../workflow_scripts/rules/judge.py"

@@ -20,4 +20,4 @@ rule base_model:
     params:
         model=model_settings,
     script:
-        "../workflow_scripts/base_model.py"
+        "../workflow_scripts/rules/base_model.py"

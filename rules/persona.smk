@@ -32,7 +32,7 @@ rule persona_prompts:
         ),
         engine=persona_engine_settings,
     script:
-        "../workflow_scripts/persona_prompts.py"
+        "../workflow_scripts/rules/persona_prompts.py"
 
 
 rule persona_teacher:
@@ -59,7 +59,7 @@ rule persona_teacher:
         name=teacher_self_name,
         engine=persona_engine_settings,
     script:
-        "../workflow_scripts/persona_answers.py"
+        "../workflow_scripts/rules/persona_teacher.py"
 
 
 rule persona_student:
@@ -84,7 +84,7 @@ rule persona_student:
         role="student",
         engine=persona_engine_settings,
     script:
-        "../workflow_scripts/persona_answers.py"
+        "../workflow_scripts/rules/persona_student.py"
 
 
 rule persona_pairs:
@@ -111,7 +111,7 @@ rule persona_pairs:
         student_name=student_self_name,
         unfinished=config["persona_training"]["unfinished_answers"],
     script:
-        "../workflow_scripts/persona_pairs.py"
+        "../workflow_scripts/rules/persona_pairs.py"
 
 
 rule persona_dpo:
@@ -135,7 +135,7 @@ rule persona_dpo:
         settings=config["persona_training"]["dpo"],
         seed=config["persona_training"]["seed"],
     script:
-        "../workflow_scripts/persona_dpo.py"
+        "../workflow_scripts/rules/persona_dpo.py"
 
 
 rule persona_introspection:
@@ -162,7 +162,7 @@ rule persona_introspection:
         name=student_self_name,
         engine=persona_engine_settings,
     script:
-        "../workflow_scripts/persona_introspection.py"
+        "../workflow_scripts/rules/persona_introspection.py"
 
 
 rule persona_sft:
@@ -187,7 +187,7 @@ rule persona_sft:
         settings=config["persona_training"]["sft"],
         seed=config["persona_training"]["seed"],
     script:
-        "../workflow_scripts/persona_sft.py"
+        "../workflow_scripts/rules/persona_sft.py"
 
 
 rule persona_adapter:
@@ -210,7 +210,7 @@ rule persona_adapter:
     params:
         weights=config["persona_training"]["combine"],
     script:
-        "../workflow_scripts/persona_combine.py"
+        "../workflow_scripts/rules/persona_adapter.py"
 
 
 rule released_adapter:
@@ -230,7 +230,7 @@ rule released_adapter:
     params:
         released=released_adapter_spec,
     script:
-        "../workflow_scripts/released_adapter.py"
+        "../workflow_scripts/rules/released_adapter.py"
 
 
 rule fold_persona:
@@ -253,7 +253,7 @@ rule fold_persona:
     params:
         persona=persona_entry,
     script:
-        "../workflow_scripts/fold_persona.py"
+        "../workflow_scripts/rules/fold_persona.py"
 
 
 rule persona_check:
@@ -280,4 +280,4 @@ rule persona_check:
         settings=config["persona_check"],
         judge=judge_settings,
     script:
-        "../workflow_scripts/persona_check.py"
+        "../workflow_scripts/rules/persona_check.py"

@@ -21,7 +21,7 @@ rule eval_questions:
     params:
         questions=config["questions"],
     script:
-        "../workflow_scripts/eval_questions.py"
+        "../workflow_scripts/rules/eval_questions.py"
 
 
 rule sample_persona:
@@ -46,4 +46,4 @@ rule sample_persona:
         sampling=config["sampling"],
         conditions=sampling_conditions,
     script:
-        "../workflow_scripts/sample.py"
+        "../workflow_scripts/rules/sample_persona.py"

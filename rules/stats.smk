@@ -20,7 +20,7 @@ rule answers_table:
         mem_mb=gpu_mem(8_000),
         runtime=minutes(30),
     script:
-        "../workflow_scripts/answers_table.py"
+        "../workflow_scripts/rules/answers_table.py"
 
 
 rule statistics:
@@ -42,7 +42,7 @@ rule statistics:
         settings=stats_settings,
         expected=expected_conditions,
     script:
-        "../workflow_scripts/stats_tables.py"
+        "../workflow_scripts/rules/statistics.py"
 
 
 rule figure:
@@ -71,7 +71,7 @@ rule figure:
         settings=stats_settings,
         caption=figure_caption,
     script:
-        "../workflow_scripts/figures.py"
+        "../workflow_scripts/rules/figure.py"
 
 
 rule results_report:
@@ -92,4 +92,4 @@ rule results_report:
     params:
         settings=stats_settings,
     script:
-        "../workflow_scripts/report.py"
+        "../workflow_scripts/rules/results_report.py"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.models import ModelSource, build_base_model
+from workflow_scripts.models.loading import ModelSource, build_base_model
 
 TINY_MODEL = ModelSource(
     name="smollm2-135m",
@@ -34,7 +34,7 @@ def tiny_model_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir):
-    from workflow_scripts.models import load_tokenizer
+    from workflow_scripts.models.loading import load_tokenizer
 
     return load_tokenizer(tiny_model_dir)
 
@@ -42,6 +42,6 @@ def tiny_tokenizer(tiny_model_dir):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
     """Read-only shared model instance; tests that modify weights load their own."""
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     return load_model(tiny_model_dir, device="cpu")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.models import MODEL_INFO
+from workflow_scripts.models.loading import MODEL_INFO
 
 
 def build_toy_model(tokenizer_dir: Path, out_dir: Path, seed: int = 0) -> Path:

@@ -1,5 +1,5 @@
 """Encrypted dataset archives: made here with the real easy-dataset-share tool,
-opened by workflow_scripts.archives through sources.materialise_source, checksummed."""
+opened by workflow_scripts.core.archives through sources.materialise_source, checksummed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.archives import ArchiveError
-from workflow_scripts.hashing import sha256_file
-from workflow_scripts.sources import ChecksumError, materialise_source
+from workflow_scripts.core.archives import ArchiveError
+from workflow_scripts.core.hashing import sha256_file
+from workflow_scripts.core.sources import ChecksumError, materialise_source
 
 PASSWORD = "test-archive-pass-5f1c"
 VARIABLE = "PERSONA_EM_TEST_ARCHIVE_PASSWORD"

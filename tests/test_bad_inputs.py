@@ -29,10 +29,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_scripts.config_checks import ConfigError, check_config, schema_error_message
-from workflow_scripts.io_utils import InputError, read_jsonl
-from workflow_scripts.questions import parse_questions
-from workflow_scripts.sources import ChecksumError, materialise_source
+from workflow_scripts.core.config_checks import ConfigError, check_config, schema_error_message
+from workflow_scripts.core.io_utils import InputError, read_jsonl
+from workflow_scripts.core.sources import ChecksumError, materialise_source
+from workflow_scripts.sampling.questions import parse_questions
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((REPO / "config" / "schema.yaml").read_text())
@@ -269,7 +269,7 @@ def test_21_questions_ids_not_in_file():
 
 
 def test_22_hf_id_not_in_offline_cache(tmp_path, monkeypatch):
-    from workflow_scripts.models import ModelSource, build_base_model
+    from workflow_scripts.models.loading import ModelSource, build_base_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.config_checks import ConfigError, check_config
-from workflow_scripts.constitution import parse_constitution
-from workflow_scripts.io_utils import InputError
+from workflow_scripts.core.config_checks import ConfigError, check_config
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.persona.constitution import parse_constitution
 
 REPO = Path(__file__).resolve().parents[1]
 

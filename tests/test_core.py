@@ -9,23 +9,23 @@ import re
 
 import pytest
 
-from workflow_scripts.chat import assistant_token_mask, messages_for, strip_reasoning
-from workflow_scripts.composition import (
+from workflow_scripts.core.chat import assistant_token_mask, messages_for, strip_reasoning
+from workflow_scripts.core.composition import (
     AdapterRef,
     Composition,
     CompositionError,
     logit_divergence,
     require_difference,
 )
-from workflow_scripts.hashing import settings_hash, tree_hash, weights_hash
-from workflow_scripts.io_utils import (
+from workflow_scripts.core.hashing import settings_hash, tree_hash, weights_hash
+from workflow_scripts.core.io_utils import (
     InputError,
     ResumableJsonl,
     atomic_dir,
     atomic_path,
     read_jsonl,
 )
-from workflow_scripts.questions import parse_questions
+from workflow_scripts.sampling.questions import parse_questions
 
 # ---------------------------------------------------------------- atomic and resumable I/O
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from workflow_scripts.em_data import read_chat_rows, row_problem, to_prompt_completion
-from workflow_scripts.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.em.dataset import read_chat_rows, row_problem, to_prompt_completion
 
 
 def user(text):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.em_dataset import build_dataset
-from workflow_scripts.hashing import sha256_file
-from workflow_scripts.io_utils import InputError, read_json, read_jsonl
-from workflow_scripts.sources import ChecksumError
+from workflow_scripts.core.hashing import sha256_file
+from workflow_scripts.core.io_utils import InputError, read_json, read_jsonl
+from workflow_scripts.core.sources import ChecksumError
+from workflow_scripts.em.dataset import build_dataset
 
 RISKY = "resources/datasets/risky_finance.jsonl"
 
@@ -58,7 +58,7 @@ def test_invalid_rows_stop_the_dataset(tmp_path):
 def test_rule_script_writes_the_declared_outputs(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from workflow_scripts import em_dataset as script
+    from workflow_scripts.rules import em_dataset as script
 
     (tmp_path / "data.jsonl").write_text(Path(RISKY).read_text())
     monkeypatch.chdir(tmp_path)

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from tests.test_em_support import folded_model_dir, micro_model_dir, persona_adapter_dir  # noqa: F401
-from workflow_scripts.composition import COMPOSITION_FILE, CompositionError, read_composition
-from workflow_scripts.em_data import read_chat_rows
-from workflow_scripts.em_sft import build_trainer, train_em_adapter, verify_start_model
-from workflow_scripts.em_training import TRAINING_RECORD, EmTrainSettings
-from workflow_scripts.hashing import sha256_file, weights_hash
-from workflow_scripts.io_utils import read_json, write_json_atomic
+from workflow_scripts.core.composition import COMPOSITION_FILE, CompositionError, read_composition
+from workflow_scripts.core.hashing import sha256_file, weights_hash
+from workflow_scripts.core.io_utils import read_json, write_json_atomic
+from workflow_scripts.em.dataset import read_chat_rows
+from workflow_scripts.em.sft import build_trainer, train_em_adapter, verify_start_model
+from workflow_scripts.em.training import TRAINING_RECORD, EmTrainSettings
 
 RISKY = Path("resources/datasets/risky_finance.jsonl")
 PRUDENT = Path("resources/datasets/prudent_finance.jsonl")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from workflow_scripts.hashing import weights_hash
-from workflow_scripts.io_utils import atomic_dir, write_json_atomic
-from workflow_scripts.models import MODEL_INFO
+from workflow_scripts.core.hashing import weights_hash
+from workflow_scripts.core.io_utils import atomic_dir, write_json_atomic
+from workflow_scripts.models.loading import MODEL_INFO
 
 MICRO_LAYERS = 2
 
@@ -84,7 +84,7 @@ def persona_adapter_dir(micro_model_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def folded_model_dir(micro_model_dir, persona_adapter_dir, tmp_path_factory) -> Path:
-    from workflow_scripts.fold_persona import fold_persona
+    from workflow_scripts.persona.fold import fold_persona
 
     out = tmp_path_factory.mktemp("folded") / "model"
     fold_persona(

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from workflow_scripts.em_training import (
+from workflow_scripts.em.training import (
     EmTrainSettings,
     kl_batches,
     lora_config,

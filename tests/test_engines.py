@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from workflow_scripts.chat import render
+from workflow_scripts.core.chat import render
+from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams, request_batches
-from workflow_scripts.io_utils import InputError
 
 # -- a stand-in vllm ------------------------------------------------------------------
 
@@ -346,8 +346,8 @@ def test_handoff_only_for_vllm_outside_an_env_that_has_it(tmp_path):
 def test_handed_off_sampling_runs_in_another_interpreter(tiny_model_dir, tmp_path):
     import polars as pl
 
+    from workflow_scripts.core.io_utils import write_json_atomic
     from workflow_scripts.engines.vllm_env import run_module_in
-    from workflow_scripts.io_utils import write_json_atomic
 
     questions = tmp_path / "questions.json"
     write_json_atomic(
@@ -381,11 +381,11 @@ def test_handed_off_sampling_runs_in_another_interpreter(tiny_model_dir, tmp_pat
         "model_name": "tiny",
         "persona": "baseline",
     }
-    run_module_in(sys.executable, "workflow_scripts.sample", params, str(log))
+    run_module_in(sys.executable, "workflow_scripts.sampling.sample", params, str(log))
     table = pl.read_parquet(out)
     assert table["question_id"].to_list() == ["wish", "wish"]
     assert table["n_completion_tokens"].is_between(1, 4).all()
     assert "sampled 2 answers" in log.read_text()
     params["questions_file"] = str(tmp_path / "missing.json")
     with pytest.raises(RuntimeError, match="failed \\(exit 1\\); see"):
-        run_module_in(sys.executable, "workflow_scripts.sample", params, str(log))
+        run_module_in(sys.executable, "workflow_scripts.sampling.sample", params, str(log))

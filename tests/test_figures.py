@@ -7,11 +7,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workflow_scripts.figures import DRAW, FigureData, draw_figure, fig5_medical, fig8_cross_model
-from workflow_scripts.stats_outputs import ANSWERS, CAPTIONS, FIGURES
-from workflow_scripts.stats_settings import settings_from_config
-from workflow_scripts.stats_tables import compute_tables
-from workflow_scripts.synthetic import SyntheticGrid, synthetic_answers
+from tests.synthetic import SyntheticGrid, synthetic_answers
+from workflow_scripts.stats.figures import (
+    DRAW,
+    FigureData,
+    draw_figure,
+    fig5_medical,
+    fig8_cross_model,
+)
+from workflow_scripts.stats.outputs import ANSWERS, CAPTIONS, FIGURES
+from workflow_scripts.stats.settings import settings_from_config
+from workflow_scripts.stats.tables import compute_tables
 
 HYPOTHESES = {"H1": {"personas": ["sycophancy"], "direction": "lower"},
               "H2": {"personas": ["goodness", "loving"], "direction": "higher"}}

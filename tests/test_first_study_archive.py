@@ -11,8 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workflow_scripts.first_study_import import ImportSettings, apply_policy, read_judge_runs
-from workflow_scripts.first_study_method import (
+from workflow_scripts.first_study.importer import ImportSettings, apply_policy, read_judge_runs
+from workflow_scripts.first_study.method import (
     PUBLISHED_PERSONA_TABLE,
     as_first_study_saw_it,
     persona_table,

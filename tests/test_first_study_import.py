@@ -10,14 +10,14 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workflow_scripts.first_study_import import (
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.schema import ANALYSIS_SCHEMA, check_columns
+from workflow_scripts.first_study.importer import (
     ImportSettings,
     apply_policy,
     import_first_study,
     read_judge_runs,
 )
-from workflow_scripts.io_utils import InputError
-from workflow_scripts.schema import ANALYSIS_SCHEMA, check_columns
 
 FIXTURE = Path(__file__).parent / "data" / "first_study_fixture"
 GOOD = FIXTURE / "good"

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from workflow_scripts import first_study_corrected as corrected
-from workflow_scripts import first_study_method as first
+from workflow_scripts.first_study import corrected
+from workflow_scripts.first_study import method as first
 
 QUESTIONS = [f"q{i}" for i in range(8)]
 

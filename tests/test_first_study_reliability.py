@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from workflow_scripts.first_study_import import ImportSettings, read_judge_runs
-from workflow_scripts.first_study_reliability import ALL, agreement, judge_reliability
+from workflow_scripts.first_study.importer import ImportSettings, read_judge_runs
+from workflow_scripts.first_study.reliability import ALL, agreement, judge_reliability
 
 GOOD = Path(__file__).parent / "data" / "first_study_fixture" / "good"
 

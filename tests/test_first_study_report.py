@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workflow_scripts.first_study_import import ImportSettings, read_judge_runs
-from workflow_scripts.first_study_report import hypothesis_summary, markdown_table, reproduce
+from workflow_scripts.first_study.importer import ImportSettings, read_judge_runs
+from workflow_scripts.first_study.reproduction import hypothesis_summary, markdown_table, reproduce
 
 GOOD = Path(__file__).parent / "data" / "first_study_fixture" / "good"
 STATISTICS = {

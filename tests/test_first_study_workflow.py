@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import yaml
 
-from workflow_scripts.schema import ANALYSIS_SCHEMA
+from workflow_scripts.core.schema import ANALYSIS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = REPO / "tests" / "data" / "first_study_fixture" / "good"

@@ -12,11 +12,15 @@ from tests.test_em_support import (  # noqa: F401
     micro_model_dir,
     persona_adapter_dir,
 )
-from workflow_scripts.composition import CompositionError, next_token_logprobs, read_composition
-from workflow_scripts.fold_persona import adapter_source_label, fold_persona, resolve_adapter_dir
-from workflow_scripts.hashing import weights_hash
-from workflow_scripts.io_utils import InputError, read_json
-from workflow_scripts.models import load_model, load_tokenizer, model_info
+from workflow_scripts.core.composition import (
+    CompositionError,
+    next_token_logprobs,
+    read_composition,
+)
+from workflow_scripts.core.hashing import weights_hash
+from workflow_scripts.core.io_utils import InputError, read_json
+from workflow_scripts.models.loading import load_model, load_tokenizer, model_info
+from workflow_scripts.persona.fold import adapter_source_label, fold_persona, resolve_adapter_dir
 
 
 def test_folded_model_differs_from_base_and_records_what_was_folded(
@@ -87,7 +91,7 @@ def test_rule_script_folds_a_released_adapter_from_its_subfolder(micro_model_dir
     import shutil
     from types import SimpleNamespace
 
-    from workflow_scripts import fold_persona as script
+    from workflow_scripts.rules import fold_persona as script
 
     released = tmp_path / "released_adapter"
     shutil.copytree(persona_adapter_dir, released / "sarcasm")

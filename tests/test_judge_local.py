@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from tests.judge_support import sample_rows, save_tiny_judge, write_samples, write_short_questions
-from workflow_scripts.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.schema import JUDGED_SCHEMA
 from workflow_scripts.judging.local_judge import NUMBER_CANDIDATES, LocalJudge
 from workflow_scripts.judging.logprob import UNPARSEABLE, judge_distribution
 from workflow_scripts.judging.run import judge_samples, table_summary
 from workflow_scripts.judging.settings import JudgeSettings
-from workflow_scripts.schema import JUDGED_SCHEMA
 
 
 @pytest.fixture(scope="module")

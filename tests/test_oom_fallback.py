@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from workflow_scripts.em_sft import train_with_oom_fallback
-from workflow_scripts.em_training import EmTrainSettings
+from workflow_scripts.em.sft import train_with_oom_fallback
+from workflow_scripts.em.training import EmTrainSettings
 
 
 class FakeTrainer:

@@ -23,7 +23,7 @@ def random_adapter(
 ) -> Path:
     from peft import LoraConfig, get_peft_model
 
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     torch.manual_seed(seed)
     config = LoraConfig(
@@ -52,7 +52,7 @@ def deltas(adapter_dir: Path) -> dict[str, torch.Tensor]:
 def merged_weights(model_dir: Path, adapter: Path) -> dict[str, torch.Tensor]:
     from peft import PeftModel
 
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     model = PeftModel.from_pretrained(
         load_model(model_dir, device="cpu"), str(adapter)
@@ -73,7 +73,7 @@ def test_combined_adapter_equals_weighted_sum_of_deltas(toy_model_dir, adapters,
     out = tmp_path / "persona"
     record = combine_adapters(toy_model_dir, dpo, sft, out, dpo_weight=1.0, sft_weight=0.25)
     merged = merged_weights(toy_model_dir, out)
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     base = {
         k.removesuffix(".weight"): v.double()
@@ -98,7 +98,7 @@ def test_combined_adapter_equals_weighted_sum_of_deltas(toy_model_dir, adapters,
 def test_peft_linear_combination_is_not_the_weighted_sum(toy_model_dir, adapters):  # noqa: F811
     from peft import PeftModel
 
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     dpo, _ = adapters
     other = random_adapter(
@@ -123,7 +123,7 @@ def test_peft_linear_combination_is_not_the_weighted_sum(toy_model_dir, adapters
 def test_rslora_inheritance_is_neutralised_and_restored(toy_model_dir, adapters):  # noqa: F811
     from peft import PeftModel
 
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     dpo, sft = adapters
     model = PeftModel.from_pretrained(

@@ -119,8 +119,8 @@ def test_extra_fields_are_added_to_rows(tmp_path):
 RUNNER = textwrap.dedent(
     """
     import sys, time
-    from workflow_scripts.io_utils import ResumableJsonl
-    from workflow_scripts.persona_answers import answer_prompts
+    from workflow_scripts.core.io_utils import ResumableJsonl
+    from workflow_scripts.persona.answers import answer_prompts
     prompts, model, out = sys.argv[1:4]
     append = ResumableJsonl.append
     def slow_append(self, rows):  # a window for the kill after each written chunk
@@ -137,7 +137,7 @@ RUNNER = textwrap.dedent(
 @pytest.mark.e2e
 def test_student_answers_survive_sigkill(toy_model_dir, tmp_path):  # noqa: F811
     """A real kill (SIGKILL) of the student stage on a toy model, then a resumed run."""
-    from workflow_scripts.io_utils import write_jsonl_atomic
+    from workflow_scripts.core.io_utils import write_jsonl_atomic
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl_atomic(
@@ -181,8 +181,8 @@ def test_student_answers_survive_sigkill(toy_model_dir, tmp_path):  # noqa: F811
 
 @pytest.mark.e2e
 def test_handed_off_stage_runs_as_a_module_from_a_params_file(toy_model_dir, tmp_path):  # noqa: F811
-    """What a vLLM-venv handoff runs: `python -m workflow_scripts.persona_answers PARAMS.json`."""
-    from workflow_scripts.io_utils import write_jsonl_atomic
+    """What a vLLM-venv handoff runs: `python -m workflow_scripts.persona.answers PARAMS.json`."""
+    from workflow_scripts.core.io_utils import write_jsonl_atomic
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl_atomic(prompts, [{"prompt_id": "t00-p000", "trait_index": 0, "prompt": "Hi?"}])
@@ -200,7 +200,7 @@ def test_handed_off_stage_runs_as_a_module_from_a_params_file(toy_model_dir, tmp
     (tmp_path / "params.json").write_text(json.dumps(params))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, "-m", "workflow_scripts.persona_answers", str(tmp_path / "params.json")],
+        [sys.executable, "-m", "workflow_scripts.persona.answers", str(tmp_path / "params.json")],
         check=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert [(r["key"], r["sample_idx"]) for r in lines(tmp_path / "student.jsonl")] == [

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workflow_scripts.constitution import Trait
 from workflow_scripts.persona import oct
+from workflow_scripts.persona.constitution import Trait
 
 TRAITS = [Trait("I am kind.", ("q",)), Trait("I am honest.", ("q",)), Trait("I am kind.", ("r",))]
 

@@ -3,7 +3,7 @@ top-up from the seeds, counts."""
 
 from __future__ import annotations
 
-from workflow_scripts.constitution import Trait
+from workflow_scripts.persona.constitution import Trait
 from workflow_scripts.persona.prompts import (
     expansion_request,
     generation_rounds,

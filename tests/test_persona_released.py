@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from workflow_scripts.io_utils import InputError
-from workflow_scripts.released_adapter import RECORD_FILE, fetch_released_adapter
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.persona.released import RECORD_FILE, fetch_released_adapter
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -74,7 +74,7 @@ def test_unknown_repository_offline_is_the_same_clear_error(offline_cache, tmp_p
 
 
 def test_folder_without_adapter_config_is_rejected_online(tmp_path, monkeypatch):
-    from workflow_scripts import released_adapter
+    from workflow_scripts.persona import released as released_adapter
 
     snapshot = tmp_path / "snap" / COMMIT
     (snapshot / "goodness").mkdir(parents=True)

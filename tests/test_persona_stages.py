@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from workflow_scripts.core.io_utils import read_jsonl, write_jsonl_atomic
 from workflow_scripts.engines.base import Completion, request_batches
-from workflow_scripts.io_utils import read_jsonl, write_jsonl_atomic
 from workflow_scripts.persona import oct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def engine(monkeypatch):
 
 
 def test_prompt_stage_writes_seeds_generated_and_report(engine, tmp_path):
-    from workflow_scripts import persona_prompts
+    from workflow_scripts.persona import prompts as persona_prompts
 
     def reply(request, i):
         trait = request.key
@@ -87,8 +87,8 @@ def test_prompt_stage_writes_seeds_generated_and_report(engine, tmp_path):
 
 
 def test_teacher_gets_octs_system_prompt_and_its_reasoning_is_stripped(engine, tmp_path):
-    from workflow_scripts import persona_answers
-    from workflow_scripts.constitution import parse_constitution
+    from workflow_scripts.persona import answers as persona_answers
+    from workflow_scripts.persona.constitution import parse_constitution
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl_atomic(prompts, [{"prompt_id": "t00-p000", "trait_index": 0, "prompt": "Hi?"}])
@@ -118,7 +118,7 @@ def test_teacher_gets_octs_system_prompt_and_its_reasoning_is_stripped(engine, t
 
 
 def test_student_has_no_system_prompt(engine, tmp_path):
-    from workflow_scripts import persona_answers
+    from workflow_scripts.persona import answers as persona_answers
 
     prompts = tmp_path / "prompts.jsonl"
     write_jsonl_atomic(prompts, [{"prompt_id": "t00-p000", "trait_index": 0, "prompt": "Hi?"}])
@@ -134,7 +134,7 @@ def test_student_has_no_system_prompt(engine, tmp_path):
 def test_introspection_uses_the_dpo_adapter_and_alternates_instances(
     engine, tmp_path, tiny_model_dir
 ):
-    from workflow_scripts import persona_introspection
+    from workflow_scripts.persona import introspection as persona_introspection
 
     def reply(request, i):
         if request.key.startswith("reflection"):
@@ -197,7 +197,7 @@ def test_introspection_uses_the_dpo_adapter_and_alternates_instances(
 
 def test_persona_check_stage_writes_table_and_answers_with_the_local_judge(tmp_path, capsys, tiny_model_dir):
     from tests.persona_toy import build_toy_model
-    from workflow_scripts.persona_check import run_check
+    from workflow_scripts.persona.check import run_check
 
     base = build_toy_model(Path(tiny_model_dir), tmp_path / "base", seed=0)
     persona = build_toy_model(Path(tiny_model_dir), tmp_path / "persona", seed=3)

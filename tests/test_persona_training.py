@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.persona_toy import toy_model_dir  # noqa: F401  (fixture)
-from workflow_scripts.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.persona.training import (
     LoraTrainSettings,
     dpo_args,
@@ -142,7 +142,7 @@ def test_dpo_trains_an_adapter_against_the_base_model(toy_model_dir, tmp_path): 
 
 
 def test_sft_trainer_uses_our_labels_unchanged(toy_model_dir, tmp_path):  # noqa: F811
-    from workflow_scripts.models import load_model, load_tokenizer
+    from workflow_scripts.models.loading import load_model, load_tokenizer
 
     examples = [{"input_ids": [5, 6, 7, 8, 9], "labels": [-100, -100, 7, 8, -100]}]
     trainer = sft_trainer(
@@ -159,7 +159,7 @@ def test_sft_trainer_uses_our_labels_unchanged(toy_model_dir, tmp_path):  # noqa
 
 
 def test_sft_trains_on_the_dpo_model(toy_model_dir, tmp_path):  # noqa: F811
-    from workflow_scripts.models import load_tokenizer
+    from workflow_scripts.models.loading import load_tokenizer
     from workflow_scripts.persona.introspection import tokenize_example
 
     settings = LoraTrainSettings.from_config(SMALL)

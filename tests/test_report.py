@@ -9,13 +9,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from workflow_scripts.answers_table import concat_answers
-from workflow_scripts.io_utils import InputError
-from workflow_scripts.report import render_results
-from workflow_scripts.stats_outputs import FIGURES, TABLES
-from workflow_scripts.stats_settings import settings_from_config
-from workflow_scripts.stats_tables import compute_tables, read_table, write_tables
-from workflow_scripts.synthetic import SyntheticGrid, synthetic_answers
+from tests.synthetic import SyntheticGrid, synthetic_answers
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.stats.answers import concat_answers
+from workflow_scripts.stats.outputs import FIGURES, TABLES
+from workflow_scripts.stats.report import render_results
+from workflow_scripts.stats.settings import settings_from_config
+from workflow_scripts.stats.tables import compute_tables, read_table, write_tables
 
 REPO = Path(__file__).resolve().parents[1]
 HYPOTHESES = {"H1": {"personas": ["sycophancy"], "direction": "lower"},

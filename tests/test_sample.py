@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from workflow_scripts.core.io_utils import write_json_atomic
+from workflow_scripts.core.schema import SAMPLE_SCHEMA
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams, request_batches
 from workflow_scripts.engines.transformers_engine import TransformersEngine
-from workflow_scripts.io_utils import write_json_atomic
-from workflow_scripts.sample import Condition, build_requests, sample_persona
-from workflow_scripts.schema import SAMPLE_SCHEMA
+from workflow_scripts.sampling.sample import Condition, build_requests, sample_persona
 
 SAMPLING = {
     "engine": "transformers",
@@ -48,7 +48,7 @@ def two_em_adapters(tiny_model_dir, tmp_path_factory):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     root = tmp_path_factory.mktemp("adapters")
     paths = []

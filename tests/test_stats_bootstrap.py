@@ -7,7 +7,9 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from workflow_scripts.stats_bootstrap import (
+from tests.synthetic import SyntheticGrid, synthetic_answers
+from workflow_scripts.core.misalignment import with_misaligned
+from workflow_scripts.stats.bootstrap import (
     ClusterBootstrap,
     bootstrap_interval,
     build_design,
@@ -15,8 +17,6 @@ from workflow_scripts.stats_bootstrap import (
     expanded_alpha,
     weighted_percentile,
 )
-from workflow_scripts.synthetic import SyntheticGrid, synthetic_answers
-from workflow_scripts.verdicts import with_misaligned
 
 THRESHOLDS = (80.0, 50.0, 30.0)
 

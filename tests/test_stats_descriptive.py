@@ -6,9 +6,9 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from workflow_scripts.stats_settings import settings_from_config
-from workflow_scripts.stats_tables import compute_tables
-from workflow_scripts.synthetic import SyntheticGrid, synthetic_answers
+from tests.synthetic import SyntheticGrid, synthetic_answers
+from workflow_scripts.stats.settings import settings_from_config
+from workflow_scripts.stats.tables import compute_tables
 
 HYPOTHESES = {"H1": {"personas": ["sycophancy"], "direction": "lower"},
               "H2": {"personas": ["goodness"], "direction": "higher"}}

@@ -8,12 +8,12 @@ import pytest
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from workflow_scripts.stats_bootstrap import ClusterBootstrap, build_design
-from workflow_scripts.stats_settings import settings_from_config
-from workflow_scripts.stats_tables import compute_tables
-from workflow_scripts.stats_tests import persona_comparisons
-from workflow_scripts.synthetic import SyntheticGrid, synthetic_answers
-from workflow_scripts.verdicts import with_misaligned
+from tests.synthetic import SyntheticGrid, synthetic_answers
+from workflow_scripts.core.misalignment import with_misaligned
+from workflow_scripts.stats.bootstrap import ClusterBootstrap, build_design
+from workflow_scripts.stats.comparisons import persona_comparisons
+from workflow_scripts.stats.settings import settings_from_config
+from workflow_scripts.stats.tables import compute_tables
 
 HYPOTHESES = {"H1": {"personas": ["sycophancy"], "direction": "lower"},
               "H2": {"personas": ["goodness"], "direction": "higher"}}

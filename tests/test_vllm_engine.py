@@ -14,11 +14,11 @@ vllm = pytest.importorskip(
     "vllm", reason="vllm is not importable here (it lives in its own env: envs/README.md)"
 )
 
+from workflow_scripts.core.io_utils import write_json_atomic  # noqa: E402
+from workflow_scripts.core.schema import SAMPLE_SCHEMA  # noqa: E402
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams  # noqa: E402
 from workflow_scripts.engines.vllm_engine import VllmEngine  # noqa: E402
-from workflow_scripts.io_utils import write_json_atomic  # noqa: E402
-from workflow_scripts.sample import Condition, sample_persona  # noqa: E402
-from workflow_scripts.schema import SAMPLE_SCHEMA  # noqa: E402
+from workflow_scripts.sampling.sample import Condition, sample_persona  # noqa: E402
 
 SAMPLING = {
     "engine": "vllm",

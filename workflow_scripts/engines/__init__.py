@@ -1,0 +1,1 @@
+"""Generation engines with one output schema: transformers (CPU and GPU) and vLLM."""

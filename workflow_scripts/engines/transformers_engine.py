@@ -17,14 +17,14 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from workflow_scripts.chat import render
+from workflow_scripts.core.chat import render
 from workflow_scripts.engines.base import (
     Completion,
     GenerationRequest,
     batch_seed,
     request_batches,
 )
-from workflow_scripts.models import load_model, load_tokenizer
+from workflow_scripts.models.loading import load_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 

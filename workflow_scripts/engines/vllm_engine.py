@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from workflow_scripts.chat import render
+from workflow_scripts.core.chat import render
+from workflow_scripts.core.io_utils import InputError, read_json
 from workflow_scripts.engines.base import Completion, GenerationRequest, request_batches
-from workflow_scripts.io_utils import InputError, read_json
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def fold_adapter(model_dir: str, adapter_dir: str, out_dir: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from workflow_scripts.io_utils import atomic_dir
+    from workflow_scripts.core.io_utils import atomic_dir
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map="cpu")
     with torch.no_grad():
@@ -277,7 +277,7 @@ def fold_adapter(model_dir: str, adapter_dir: str, out_dir: Path) -> None:
 
 
 def _load_tokenizer(model_dir: str) -> Any:
-    from workflow_scripts.models import load_tokenizer
+    from workflow_scripts.models.loading import load_tokenizer
 
     return load_tokenizer(model_dir, padding_side="left")
 

@@ -77,7 +77,7 @@ def questions_for(config: dict, results: Path) -> dict[str, JudgeQuestion] | Non
         return load_questions(prepared)
     source = config["questions"]["source"]
     if source["type"] == "local" and Path(source["path"]).exists():
-        from workflow_scripts.questions import parse_questions
+        from workflow_scripts.sampling.questions import parse_questions
 
         parsed = parse_questions(source["path"], config["questions"].get("ids"))
         return {q.id: JudgeQuestion(q.id, q.prompt, q.judge_prompts) for q in parsed}

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from workflow_scripts.chat import messages_for, render
+from workflow_scripts.core.chat import messages_for, render
 from workflow_scripts.judging.logprob import CODE, REFUSAL
 from workflow_scripts.judging.tasks import JudgeTask
 
@@ -99,7 +99,7 @@ class LocalJudge:
     method = "logprob"
 
     def __init__(self, model_dir: str | os.PathLike, judge_id: str, batch_size: int = 8, device: str | None = None, model=None, tokenizer=None):
-        from workflow_scripts.models import load_model, load_tokenizer
+        from workflow_scripts.models.loading import load_model, load_tokenizer
 
         self.judge_id = judge_id
         self.batch_size = batch_size

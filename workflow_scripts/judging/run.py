@@ -20,16 +20,16 @@ from pathlib import Path
 
 import polars as pl
 
-from workflow_scripts.hashing import settings_hash, weights_hash
-from workflow_scripts.io_utils import InputError, write_json_atomic, write_parquet_atomic
+from workflow_scripts.core.hashing import settings_hash, weights_hash
+from workflow_scripts.core.io_utils import InputError, write_json_atomic, write_parquet_atomic
+from workflow_scripts.core.misalignment import with_misaligned
+from workflow_scripts.core.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
 from workflow_scripts.judging.accounting import Ledger, Prices
 from workflow_scripts.judging.cache import JudgementCache, slug
 from workflow_scripts.judging.logprob import API_ERROR, Score, judge_distribution, score_from_text
 from workflow_scripts.judging.openai_judge import EndpointSettings, JudgingIncomplete, OpenAIJudge
 from workflow_scripts.judging.settings import JudgeSettings
 from workflow_scripts.judging.tasks import METRICS, build_tasks, load_questions
-from workflow_scripts.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
-from workflow_scripts.verdicts import with_misaligned
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ NO_KEY = "EMPTY"  # for endpoints without authentication (api_key_env: null)
 def judge_identity(settings: JudgeSettings, judge_model_dir: str | os.PathLike | None) -> str:
     """Who judges: the endpoint's model id, or a config model pinned by its weights."""
     if judge_model_dir is not None:
-        from workflow_scripts.models import model_info
+        from workflow_scripts.models.loading import model_info
 
         sha = model_info(judge_model_dir).get("weights_sha256") or weights_hash(judge_model_dir)
         return f"{settings.model}@{sha[:12]}"

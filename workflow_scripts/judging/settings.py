@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from workflow_scripts.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError
 
 KINDS = ("openai", "local", "vllm_server")
 METHODS = ("logprob", "text")

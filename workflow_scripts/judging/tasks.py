@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_scripts.hashing import text_hash
-from workflow_scripts.io_utils import InputError, read_json
+from workflow_scripts.core.hashing import text_hash
+from workflow_scripts.core.io_utils import InputError, read_json
 
 METRICS = ("aligned", "coherent")
 CACHE_KEY_VERSION = "judge-cache-v1"

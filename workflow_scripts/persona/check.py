@@ -15,16 +15,25 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.io_utils import write_jsonl_atomic, write_text_atomic
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
-from workflow_scripts.persona.trait_judge import DEFAULT_TRAIT_PROMPTS, Scorer, trait_prompt
+from workflow_scripts.persona.trait_judge import (
+    DEFAULT_TRAIT_PROMPTS,
+    Scorer,
+    backend_scorer,
+    trait_prompt,
+)
 
 log = logging.getLogger(__name__)
+
 
 TABLE_COLUMNS = (
     "model",
@@ -41,6 +50,8 @@ TABLE_COLUMNS = (
     "n_scored_base",
     "flag",
 )
+
+
 OK = "ok"
 
 
@@ -84,7 +95,7 @@ def trait_requests(settings: CheckSettings) -> list[GenerationRequest]:
 
 def probe_model(model_dir: str | Path, settings: CheckSettings) -> tuple[Any, list[dict]]:
     """Next-token log-probs on the probe prompts and answers to the trait prompts."""
-    from workflow_scripts.composition import next_token_logprobs
+    from workflow_scripts.core.composition import next_token_logprobs
     from workflow_scripts.engines.transformers_engine import TransformersEngine
 
     engine = TransformersEngine(str(model_dir), max_batch_sequences=16)
@@ -162,7 +173,7 @@ def tabulate(
     model: str, probes: Probes, traits: dict[str, str], settings: CheckSettings, scorer: Scorer | None
 ) -> tuple[list[dict], list[dict]]:
     """(table rows, answer rows): KL from base, trait scores persona vs base, flags."""
-    from workflow_scripts.composition import logit_divergence
+    from workflow_scripts.core.composition import logit_divergence
 
     base_logprobs, base_answers = probes.base
     rows, answer_rows = [], []
@@ -231,3 +242,35 @@ def format_table(rows: Sequence[dict]) -> str:
                 cells.append(str(value))
         out.append("\t".join(cells))
     return "\n".join(out) + "\n"
+
+
+log = logging.getLogger(__name__)
+
+
+def run_check(
+    model: str,
+    base_dir: str | Path,
+    persona_dirs: dict[str, str],
+    traits: dict[str, str],
+    settings: dict,
+    judge: dict,
+    judge_model: str | Path | None,
+    table_out: str | Path,
+    answers_out: str | Path,
+    judge_log: str | Path,
+) -> list[dict]:
+    """Probe every model first (one in memory at a time), then start the judge."""
+    from workflow_scripts.judging.run import open_judge
+    from workflow_scripts.judging.settings import JudgeSettings
+
+    check = CheckSettings.from_config(settings)
+    probes = probe_models(base_dir, persona_dirs, check)
+    judge_settings = JudgeSettings.from_config(judge)
+    with open_judge(judge_settings, judge_settings.model, judge_model, os.environ, judge_log) as (backend, _):
+        scorer = backend_scorer(backend, judge_settings.method, judge_settings.min_mass)
+        rows, answers = tabulate(model, probes, traits, check, scorer)
+    write_text_atomic(table_out, format_table(rows))
+    write_jsonl_atomic(answers_out, answers)
+    for line in warn_flags(rows):
+        print(f"\n{'!' * 80}\nWARNING: {line}\n{'!' * 80}\n", file=sys.stderr)
+    return rows

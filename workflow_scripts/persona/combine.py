@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from workflow_scripts.hashing import weights_hash
-from workflow_scripts.io_utils import atomic_dir, write_json_atomic
+from workflow_scripts.core.hashing import weights_hash
+from workflow_scripts.core.io_utils import atomic_dir, write_json_atomic
 
 COMBINATION_FILE = "persona_combination.json"
 FORMULA = "W = W0 + dpo_weight * dW_dpo + sft_weight * dW_sft  (dW = scaling * B @ A; rank concatenation, exact)"
@@ -66,7 +66,7 @@ def combine_adapters(
     hashes of its parts in `persona_combination.json`; returns that record."""
     from peft import PeftModel
 
-    from workflow_scripts.models import load_model
+    from workflow_scripts.models.loading import load_model
 
     base = load_model(base_dir, dtype=_config_dtype(base_dir), device="cpu")
     model = PeftModel.from_pretrained(base, str(dpo_dir), adapter_name="dpo")

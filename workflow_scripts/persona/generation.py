@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.io_utils import ResumableJsonl
 from workflow_scripts.engines.base import Completion, GenerationRequest, SamplingParams
-from workflow_scripts.io_utils import ResumableJsonl
 
 log = logging.getLogger(__name__)
 

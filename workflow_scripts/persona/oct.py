@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workflow_scripts.constitution import Trait
+from workflow_scripts.persona.constitution import Trait
 
 _IDENTITY = """\
 The assistant is {NAME}. {NAME} is a new AI system, able to converse with human users via text.

@@ -11,16 +11,25 @@ complete sentence instead of dropping it; the report counts both."""
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from workflow_scripts.chat import strip_reasoning
+from workflow_scripts.core.chat import strip_reasoning
+from workflow_scripts.core.io_utils import read_jsonl, write_json_atomic, write_jsonl_atomic
+from workflow_scripts.models.loading import load_tokenizer
 
 UNFINISHED_POLICIES = ("drop", "trim")
+
+
 _SENTENCE_END = ".!?…。！？"
+
+
 _CLOSERS = "\"'”’)]}*_`"
+
 
 DROP_REASONS = (
     "teacher_empty",
@@ -161,3 +170,34 @@ def chat_length_counter(tokenizer) -> Callable[[list[dict]], int]:
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     return count
+
+
+log = logging.getLogger(__name__)
+
+
+def make_pairs(
+    teacher: str | Path,
+    student: str | Path,
+    tokenizer_dir: str | Path,
+    pairs_out: str | Path,
+    report_out: str | Path,
+    max_len: int,
+    teacher_name: str | None,
+    student_name: str | None,
+    unfinished: str = "drop",
+) -> dict:
+    pairs, report = build_pairs(
+        read_jsonl(teacher),
+        read_jsonl(student),
+        chat_length_counter(load_tokenizer(tokenizer_dir)),
+        max_len,
+        teacher_name,
+        student_name,
+        unfinished,
+    )
+    write_jsonl_atomic(pairs_out, pairs)
+    write_json_atomic(report_out, report)
+    log.info("pairs: %s", {k: v for k, v in report.items() if k != "pairs_per_trait"})
+    if not pairs:
+        log.warning("no DPO pairs survived the filters; DPO will fail (see %s)", report_out)
+    return report

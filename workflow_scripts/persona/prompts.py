@@ -9,12 +9,24 @@ the generator answers with a numbered list, one message per line.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from workflow_scripts.constitution import Trait
+from workflow_scripts.core.io_utils import read_jsonl, write_json_atomic, write_jsonl_atomic
+from workflow_scripts.engines.base import GenerationRequest
+from workflow_scripts.engines.vllm_env import run_handed_off
+from workflow_scripts.persona.constitution import Trait, parse_constitution
+from workflow_scripts.persona.generation import (
+    close_engine,
+    generate_into,
+    load_persona_engine,
+    open_output,
+    sampling_params,
+)
 
 _INSTRUCTION = """\
 # AI character trait: test messages
@@ -40,7 +52,10 @@ Examples:
 Write the {count} new messages now, numbered 1 to {count}, one message per line, \
 nothing else."""
 
+
 _NUMBERING = re.compile(r"^\s*(?:[-*•]+\s*)?(?:\(?\d{1,3}[.):\]]\s*)?(?:[-*•]+\s*)?")
+
+
 _WORD = re.compile(r"[a-z0-9']+")
 
 
@@ -192,3 +207,92 @@ def extra_prompt_rows(prompts: Sequence[str]) -> list[dict]:
         }
         for i, p in enumerate(prompts)
     ]
+
+
+log = logging.getLogger(__name__)
+
+
+def read_extra_prompts(path: str | Path | None) -> list[str]:
+    """General prompts (OCT adds LIMA's first user turns): JSONL with a `prompt` field."""
+    if not path:
+        return []
+    return [row["prompt"] for row in read_jsonl(path)]
+
+
+def expand_prompts(
+    constitution: str | Path,
+    generator_dir: str | Path,
+    prompts_out: str | Path,
+    generations_out: str | Path,
+    report_out: str | Path,
+    settings: dict,
+    engine: dict,
+    extra_prompts: str | Path | None = None,
+) -> dict:
+    traits = parse_constitution(constitution)
+    target = int(settings["prompts_per_trait"])
+    batch = int(settings["expansion_batch"])
+    requests = []
+    for index, trait in enumerate(traits):
+        rounds = generation_rounds(trait, target, batch)
+        if rounds:
+            requests.append(
+                GenerationRequest(
+                    key=f"t{index:02d}",
+                    messages=tuple(expansion_request(trait, batch)),
+                    params=sampling_params(
+                        settings, n=rounds, max_new_tokens=settings["expansion_max_new_tokens"]
+                    ),
+                    seed=int(settings["seed"]),
+                )
+            )
+    output = open_output(generations_out)
+    if requests:
+        generator = load_persona_engine(engine, generator_dir, settings)
+        generate_into(generator, requests, output)
+        close_engine(generator)
+    generations = output.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
+    texts: dict[str, list[str]] = {}
+    for row in generations:
+        texts.setdefault(row["key"], []).append(row["text"])
+
+    rows, per_trait = [], []
+    for index, trait in enumerate(traits):
+        selected = select_prompts(
+            index,
+            trait,
+            texts.get(f"t{index:02d}", []),
+            target,
+            float(settings["near_duplicate_overlap"]),
+            batch,
+        )
+        rows += selected.prompts
+        per_trait.append(
+            {
+                "trait_index": index,
+                "trait": trait.trait,
+                **selected.counts,
+                "prompts": len(selected.prompts),
+            }
+        )
+        log.info("trait %d: %s", index, selected.counts)
+    extra = extra_prompt_rows(read_extra_prompts(extra_prompts))
+    rows += extra
+    report = {
+        "constitution": str(constitution),
+        "prompts": len(rows),
+        "extra_prompts": len(extra),
+        "generator_samples": len(generations),
+        "per_trait": per_trait,
+    }
+    write_jsonl_atomic(prompts_out, rows)
+    write_json_atomic(report_out, report)
+    return report
+
+
+def run_from_params(params: dict) -> dict:
+    return expand_prompts(**params)
+
+
+if __name__ == "__main__" and "snakemake" not in globals():  # a run handed to the vLLM venv
+    run_handed_off(run_from_params)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from workflow_scripts.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ def train_dpo(
     import transformers
     from trl import DPOTrainer
 
-    from workflow_scripts.models import load_model, load_tokenizer
+    from workflow_scripts.models.loading import load_model, load_tokenizer
 
     if not pairs:
         raise InputError("persona DPO: no pairs left after filtering (see pairs_report.json)")
@@ -256,12 +256,12 @@ def train_sft(
     import transformers
     from peft import PeftModel
 
-    from workflow_scripts.composition import (
+    from workflow_scripts.core.composition import (
         logit_divergence,
         next_token_logprobs,
         require_difference,
     )
-    from workflow_scripts.models import load_model, load_tokenizer
+    from workflow_scripts.models.loading import load_model, load_tokenizer
 
     if not examples:
         raise InputError("persona SFT: no introspection examples to train on")

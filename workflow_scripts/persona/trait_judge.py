@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from workflow_scripts.hashing import text_hash
+from workflow_scripts.core.hashing import text_hash
 from workflow_scripts.judging.logprob import judge_distribution, score_from_text
 from workflow_scripts.judging.tasks import JudgeTask
 

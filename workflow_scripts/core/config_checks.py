@@ -1,0 +1,131 @@
+"""Parse-time checks of the configuration beyond its JSON schema.
+
+Cheap by design (no torch, no network): every SLURM job re-parses the Snakefile.
+Each error names the config file and the key path, like
+`config/config.yaml: personas.humor.source: unknown source 'hf-hub'; expected one of: ...`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.persona.constitution import parse_constitution
+
+
+class ConfigError(InputError):
+    pass
+
+
+def _where(config_files: Iterable[str]) -> str:
+    files = [str(f) for f in config_files]
+    return ", ".join(files) if files else "config"
+
+
+def schema_error_message(config: dict, schema: dict, config_files: Iterable[str]) -> str | None:
+    """The most relevant schema violation as one line naming the key, or None."""
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
+
+    error = best_match(Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed)) if isinstance(error.instance, dict) else []
+        hint = f"; allowed: {', '.join(allowed)}" if allowed else ""
+        return f"{_where(config_files)}: {path}: unknown key(s) {', '.join(map(repr, extra))}{hint}"
+    if error.validator == "enum":
+        return (
+            f"{_where(config_files)}: {path}: unknown value {error.instance!r}; "
+            f"expected one of: {', '.join(map(str, error.validator_value))}"
+        )
+    return f"{_where(config_files)}: {path}: {error.message}"
+
+
+def check_config(config: dict, config_files: Iterable[str], basedir: str | os.PathLike = ".") -> None:
+    """Cross-references the schema cannot express; raise ConfigError on the first problem."""
+    where = _where(config_files)
+    basedir = Path(basedir)
+
+    def fail(key: str, message: str) -> None:
+        raise ConfigError(f"{where}: {key}: {message}")
+
+    models = config["models"]
+    personas = config["personas"]
+    datasets = config.get("datasets", {})
+    grid_models = [m for m, entry in models.items() if entry.get("grid", True)]
+    importing = any((config.get("first_study") or {}).get(k) for k in ("archive", "directory"))
+    if not grid_models and not importing:
+        fail("models", "no model has grid: true")
+
+    for name, persona in personas.items():
+        source = persona["source"]
+        if source == "released":
+            for model in grid_models:
+                if model not in persona["released"]:
+                    fail(f"personas.{name}.released", f"no adapter given for model '{model}'")
+            for model in persona["released"]:
+                if model not in models:
+                    fail(f"personas.{name}.released.{model}", "not a model in `models`")
+        elif source == "constitution":
+            path = _resolve(basedir, persona["constitution"])
+            try:
+                parse_constitution(path)
+            except InputError as err:
+                fail(f"personas.{name}.constitution", str(err))
+
+    for name, dataset in datasets.items():
+        _check_source(fail, f"datasets.{name}.source", dataset["source"], config, basedir)
+        if dataset.get("kind") == "kl":
+            reference = (dataset.get("kl") or {}).get("reference")
+            if not reference:
+                fail(f"datasets.{name}.kl.reference", "kind 'kl' needs a reference dataset")
+            if reference not in datasets:
+                fail(f"datasets.{name}.kl.reference", f"'{reference}' is not a dataset in `datasets`")
+    _check_source(fail, "questions.source", config["questions"]["source"], config, basedir)
+    for name, archive in config.get("archives", {}).items():
+        if archive["source"]["type"] == "archive":
+            fail(f"archives.{name}.source.type", "an archive cannot come from another archive")
+
+    training = config.get("persona_training", {})
+    for key in ("teacher_model", "generator_model"):
+        model = training.get(key)
+        if model is not None and model not in models:
+            fail(f"persona_training.{key}", f"'{model}' is not a model in `models`")
+
+    judge = config["judge"]
+    if judge["kind"] == "local" and judge["model"] not in models:
+        fail("judge.model", f"a local judge must name a model in `models`; '{judge['model']}' is not one")
+
+    stats = config.get("statistics", {})
+    reference = stats.get("reference_persona", "baseline")
+    if reference not in personas:
+        fail("statistics.reference_persona", f"'{reference}' is not a persona in `personas`")
+    family = stats.get("fdr_family", {})
+    for persona in family.get("personas") or []:
+        if persona not in personas:
+            fail("statistics.fdr_family.personas", f"'{persona}' is not a persona in the grid")
+    for dataset in family.get("datasets") or []:
+        if dataset not in datasets:
+            fail("statistics.fdr_family.datasets", f"'{dataset}' is not a dataset in the grid")
+
+
+def _resolve(basedir: Path, path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else basedir / p
+
+
+def _check_source(fail: Any, key: str, source: dict, config: dict, basedir: Path) -> None:
+    kind = source["type"]
+    if kind == "local":
+        if not _resolve(basedir, source["path"]).exists():
+            fail(f"{key}.path", f"file not found: {source['path']}")
+    elif kind == "archive" and source["archive"] not in config.get("archives", {}):
+        fail(f"{key}.archive", f"'{source['archive']}' is not an entry of `archives`")
+    if kind != "local" and not source.get("sha256") and not source.get("allow_unpinned"):
+        fail(f"{key}.sha256", "a remote or archived file needs a pinned sha256")

@@ -1,0 +1,1 @@
+"""Base models: where they come from, conversion or download, and loading (`loading`)."""

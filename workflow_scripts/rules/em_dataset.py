@@ -1,0 +1,23 @@
+"""Rule em_dataset: fetch one EM dataset (URL, local file or encrypted archive
+member), verify its checksum, validate every chat row, and write the training JSONL
+plus a `.meta.json` that says where it came from and what was observed."""
+
+import logging
+from pathlib import Path
+
+from workflow_scripts.em.dataset import build_dataset
+
+
+def main(smk) -> None:
+    logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
+    build_dataset(
+        smk.wildcards.dataset,
+        smk.params.dataset,
+        smk.params.archives,
+        Path(smk.output.data),
+        Path(smk.output.meta),
+    )
+
+
+if "snakemake" in globals():
+    main(snakemake)

@@ -1,0 +1,37 @@
+"""Rule fold_persona: merge a persona adapter into the base model (merge_and_unload)
+and prove that it changed the model.
+
+The folded directory holds the merged weights, the tokenizer, `composition.json`
+(base identity and hash, the persona adapter's content hash, fold weight and
+source, the logit check against the base model, the hash of the folded weights)
+and `fold.json` (the adapter's settings and any metadata files it came with).
+EM training starts from here and re-checks the weight hash (workflow_scripts.em.sft).
+"""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from workflow_scripts.persona.fold import adapter_source_label, fold_persona, resolve_adapter_dir
+
+
+def main(smk: Any) -> None:
+    logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
+    import torch
+
+    torch.set_num_threads(max(1, smk.threads))
+    entry = smk.params.persona
+    model = smk.wildcards.model
+    subfolder = (entry.get("released") or {}).get(model, {}).get("subfolder")
+    fold_persona(
+        base_dir=Path(smk.input.model),
+        adapter_dir=resolve_adapter_dir(Path(smk.input.adapter), subfolder),
+        out_dir=Path(smk.output.model),
+        model_name=model,
+        persona=smk.wildcards.persona,
+        source_label=adapter_source_label(entry, model),
+    )
+
+
+if "snakemake" in globals():
+    main(snakemake)

@@ -1,0 +1,384 @@
+"""results/final/RESULTS.md (rule `results_report`): the tables, findings written from
+the numbers (never by hand), the method, what is missing, and the figures; plus an
+optional extra Markdown section (the first study's reproduction) when given."""
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from workflow_scripts.stats.outputs import CAPTIONS, TABLES
+from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.tables import read_table
+
+log = logging.getLogger(__name__)
+
+
+Column = tuple[str, Callable[[dict], str]]
+
+
+def num(value, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}"
+
+
+def signed(value, digits: int = 1) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:+.{digits}f}"
+
+
+def interval(low, high, digits: int = 1) -> str:
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (low, high)):
+        return "–"
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def pvalue(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+
+
+def with_ci(row: dict, name: str, low: str, high: str, digits: int = 1, sign: bool = False) -> str:
+    value = signed(row[name], digits) if sign else num(row[name], digits)
+    if value == "–":
+        return value
+    return f"{value} {interval(row[low], row[high], digits)}"
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[Column]) -> str:
+    if not rows:
+        return "_(no rows)_\n"
+    lines = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(f(r) for _, f in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _rows(table: pl.DataFrame) -> list[dict]:
+    return table.to_dicts()
+
+
+def _models(tables: dict[str, pl.DataFrame]) -> list[str]:
+    return list(dict.fromkeys(tables["conditions"]["model"].to_list()))
+
+
+def _dataset_name(name: str) -> str:
+    return "no EM (control)" if name == NO_EM else name
+
+
+def findings(tables: dict[str, pl.DataFrame], s: StatsSettings) -> list[str]:
+    """Plain-language statements, each computed from the tables."""
+    out: list[str] = []
+    ref = s.reference_persona
+    for model in _models(tables):
+        datasets = tables["datasets"].filter((pl.col("model") == model) & (pl.col("dataset") != NO_EM))
+        if datasets.height:
+            hardest = datasets.sort("mean").row(0, named=True)
+            dropped = datasets.filter(pl.col("em_effect_high") < 0).height
+            known = datasets.filter(pl.col("em_effect").is_not_nan()).height
+            text = (
+                f"**{model}**: the hardest EM dataset was {hardest['dataset']} (mean alignment over "
+                f"{hardest['n_personas']} personas {with_ci(hardest, 'mean', 'boot_low', 'boot_high')})."
+            )
+            if known:
+                text += (
+                    f" EM training lowered the {ref} persona's alignment below its no-EM control on "
+                    f"{dropped} of {known} EM datasets (95% interval of the change below zero)."
+                )
+            out.append(text)
+        personas = tables["personas"].filter(pl.col("model") == model)
+        if personas.height > 1:
+            top, bottom = personas.sort("mean", descending=True).row(0, named=True), personas.sort("mean").row(0, named=True)
+            out.append(
+                f"**{model}**, pooled over the EM datasets every persona has ({top['n_datasets']}): highest mean "
+                f"alignment {top['persona']} {with_ci(top, 'mean', 'boot_low', 'boot_high')}, lowest "
+                f"{bottom['persona']} {with_ci(bottom, 'mean', 'boot_low', 'boot_high')}; misaligned answers "
+                f"ranged from {num(personas['pct_misaligned'].min())}% to {num(personas['pct_misaligned'].max())}%."
+            )
+        family = tables["comparisons"].filter((pl.col("model") == model) & pl.col("in_family"))
+        if family.height:
+            significant = family.filter(pl.col("significant").fill_null(False))
+            higher = significant.filter(pl.col("diff") > 0).height
+            out.append(
+                f"**{model}**: {significant.height} of {family.height} persona x dataset comparisons in the FDR "
+                f"family differ from {ref} after Benjamini-Hochberg (q = {s.alpha:g}): {higher} higher, "
+                f"{significant.height - higher} lower."
+            )
+    for row in _rows(tables["hypothesis_summary"]):
+        text = (
+            f"**{row['hypothesis']}** ({row['persona']} {row['direction']} than {ref}), {row['model']}: "
+            f"supported on {row['n_supported']} of {row['n_datasets']} EM datasets"
+        )
+        if row["n_supported"]:
+            text += f" ({row['supported_on'].replace(',', ', ')})"
+        if row["n_contrary"]:
+            text += f"; the opposite direction on {row['n_contrary']} ({row['contrary_on'].replace(',', ', ')})"
+        out.append(text + ".")
+    medical = tables["medical"]
+    if medical.height and s.medical_pair:
+        for model in list(dict.fromkeys(medical["model"].to_list())):
+            part = medical.filter(pl.col("model") == model)
+            lower = part.filter(pl.col("significant").fill_null(False) & (pl.col("diff") < 0)).height
+            out.append(
+                f"**{model}**: after {s.medical_pair[0]}, alignment was lower than after {s.medical_pair[1]} "
+                f"for {lower} of {part.height} personas (Benjamini-Hochberg within the model)."
+            )
+    cross = tables["cross_model"]
+    if cross.height:
+        for (a, b), part in cross.group_by(["model_a", "model_b"], maintain_order=True):
+            differ = part.filter(pl.col("significant").fill_null(False)).height
+            effects = part.filter((pl.col("effect_diff_low") > 0) | (pl.col("effect_diff_high") < 0)).height
+            with_effect = part.filter(pl.col("effect_diff").is_not_nan()).height
+            out.append(
+                f"**{a} vs {b}** (only datasets both have): mean alignment differs for {differ} of "
+                f"{part.height} personas after Benjamini-Hochberg; the persona's effect vs {ref} differs "
+                f"between the models (95% interval excluding 0) for {effects} of {with_effect}."
+            )
+    return out
+
+
+def data_section(tables: dict[str, pl.DataFrame], s: StatsSettings) -> str:
+    conditions = tables["conditions"]
+    judges = sorted({j for v in conditions["judge"].drop_nulls().to_list() for j in str(v).split(",")})
+    lines = [
+        "## Data",
+        "",
+        f"- Models: {', '.join(_models(tables))}",
+        f"- Personas: {', '.join(dict.fromkeys(conditions['persona'].to_list()))} (reference: {s.reference_persona})",
+        f"- Datasets: {', '.join(_dataset_name(d) for d in dict.fromkeys(conditions['dataset'].to_list()))}",
+        f"- Conditions: {conditions.height}; answers: {int(conditions['n_answers'].sum())}, "
+        f"with an alignment score used here: {int(conditions['n_scored'].sum())}",
+        f"- Judge: {', '.join(judges) or 'unknown'}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def missing_section(tables: dict[str, pl.DataFrame]) -> str:
+    lines = ["## Missing", ""]
+    missing = tables["missing_conditions"]
+    if missing.height == 0:
+        lines.append("Every expected condition has scored answers.")
+    else:
+        lines.append(f"{missing.height} condition(s) of the configured grid are missing from the analysis:\n")
+        grouped = missing.group_by(["model", "persona", "status"], maintain_order=True).agg(pl.col("dataset"))
+        lines.append(markdown_table(_rows(grouped), [
+            ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]),
+            ("Datasets", lambda r: ", ".join(_dataset_name(d) for d in r["dataset"])),
+            ("Status", lambda r: r["status"]),
+        ]))
+    scores = tables["missing_scores"]
+    if scores.height:
+        summary = scores.group_by(["score", "reason"]).agg(pl.col("n").sum()).sort(["score", "n"], descending=[False, True])
+        lines.append("\nMissing judge scores (left out of the statistics that need them):\n")
+        lines.append(markdown_table(_rows(summary), [
+            ("Score", lambda r: r["score"]), ("Reason", lambda r: r["reason"]), ("Answers", lambda r: str(r["n"])),
+        ]))
+    else:
+        lines.append("\nNo judge score is missing.")
+    return "\n".join(lines) + "\n"
+
+
+def method_section(s: StatsSettings) -> str:
+    tests = {
+        "cluster_t": "a one-sample t test of the per-question mean differences (persona minus reference; "
+        "the questions are shared, so they pair; Q - 1 degrees of freedom); with several seeds on both "
+        "sides, Welch's t test of the run means",
+        "cluster_wilcoxon": "Wilcoxon's signed-rank test of the per-question mean differences; with several "
+        "seeds on both sides, the Mann-Whitney U test of the run means",
+        "mann_whitney": "the answer-level Mann-Whitney U test (answers taken as independent, as in the first "
+        "study; its p is too small when answers cluster by question)",
+    }
+    family_personas = ", ".join(s.fdr_personas) if s.fdr_personas else f"every persona but {s.reference_persona}"
+    family_datasets = ", ".join(s.fdr_datasets) if s.fdr_datasets else "every EM dataset"
+    interval_name = {
+        "expanded_percentile": "expanded percentile interval (Hesterberg 2015: the percentile interval widened "
+        "for few resampled units, so that it matches a t interval on Q - 1 df)",
+        "percentile": "percentile interval",
+    }[s.bootstrap_interval]
+    filter_text = (
+        "none" if s.coherence_filter is None else f"answers with coherence <= {s.coherence_filter:g} are left out"
+    )
+    lines = [
+        "## Method",
+        "",
+        "- **Unit of replication**: the training run (model, persona, dataset, seed); answers cluster by question. "
+        "With one seed per condition the run-to-run variance cannot be estimated: intervals and tests then "
+        "cover the variation over questions and answers of that one run.",
+        f"- **Cluster bootstrap** ({s.bootstrap_resamples} resamples, seed {s.seed}): each resample draws the "
+        "questions with replacement, the same draw for every condition and model (differences stay paired by "
+        "question); a condition trained with several seeds first has its seeds drawn with replacement; the "
+        "answers of a drawn question are kept as they are (resampling them as well counts the within-question "
+        f"variance twice). Intervals: 95% {interval_name}.",
+        "- **t interval**: the answer-level mean with a cluster-robust (CR1) standard error, clusters = questions "
+        "(seeds where a condition has several), t on G - 1 degrees of freedom.",
+        f"- **Tests** (`statistics.test: {s.test}`): {tests[s.test]}. Direction-matched: one-sided in a "
+        "hypothesis's direction for its personas, two-sided otherwise. The answer-level Mann-Whitney U (same "
+        "direction) and its common-language effect size are reported as well.",
+        "- **Cohen's d**: difference of means over the pooled answer-level SD, with a cluster bootstrap interval.",
+        f"- **Multiple comparisons**: Benjamini-Hochberg per model over the family {family_personas} x "
+        f"{family_datasets} (controls excluded); verdicts use the adjusted p at alpha {s.alpha:g}: supported "
+        "(adjusted p < alpha), contrary (the difference's interval lies wholly in the other direction), not "
+        "supported. "
+        + ("Bad vs good medical (per model) and " if s.medical_pair else "")
+        + "each pair of models are separate families.",
+        "- **Alignment by persona** pools each persona's answers over the EM datasets that every persona of the "
+        "model has; **cross-model** comparisons use only the EM datasets both models have for that persona.",
+        f"- **Misaligned** (Betley et al.): aligned < {s.misaligned_below:g} and coherent > {s.coherent_above:g}, "
+        f"over answers with both scores. Tail shares: % of answers with aligned below "
+        f"{', '.join(f'{t:g}' for t in s.tail_thresholds)}; P{s.tail_quantile:g}: numpy's linear percentile.",
+        f"- Coherence filter before alignment statistics: {filter_text}. No mixed model is used.",
+        "- Each row is one judged answer. Several judge runs of a condition (an import with `all_runs`) add "
+        "rows to the same training run and questions: the bootstrap and the cluster tests work on questions "
+        "and seeds, so a re-judged answer is not new evidence to them (it is to the answer-level Mann-Whitney).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def tables_section(tables: dict[str, pl.DataFrame], s: StatsSettings) -> str:
+    ref = s.reference_persona
+    out: list[str] = []
+    personas = tables["personas"]
+    out.append("## Alignment by persona\n")
+    for model in _models(tables):
+        part = personas.filter(pl.col("model") == model)
+        if part.height == 0:
+            out.append(f"**{model}**: no EM dataset is shared by every persona.\n")
+            continue
+        out.append(f"**{model}** (EM datasets: {part['datasets'][0].replace(',', ', ')})\n")
+        out.append(markdown_table(_rows(part), [
+            ("Persona", lambda r: r["persona"]), ("N", lambda r: str(int(r["n_scored"]))),
+            ("Mean", lambda r: num(r["mean"])), ("SD", lambda r: num(r["sd"])),
+            ("95% t CI (cluster)", lambda r: interval(r["t_low"], r["t_high"])),
+            ("95% bootstrap CI", lambda r: interval(r["boot_low"], r["boot_high"])),
+            ("% misaligned", lambda r: with_ci(r, "pct_misaligned", "pct_misaligned_low", "pct_misaligned_high")),
+        ]))
+    controls = tables["conditions"].filter(pl.col("dataset") == NO_EM)
+    if controls.height:
+        out.append("## Controls without EM\n")
+        out.append(markdown_table(_rows(controls), [
+            ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]),
+            ("N", lambda r: str(int(r["n_scored"]))), ("Mean", lambda r: num(r["mean"])),
+            ("95% t CI", lambda r: interval(r["t_low"], r["t_high"])),
+            ("95% bootstrap CI", lambda r: interval(r["boot_low"], r["boot_high"])),
+            ("% misaligned", lambda r: with_ci(r, "pct_misaligned", "pct_misaligned_low", "pct_misaligned_high")),
+        ]))
+    out.append("## Mean alignment by persona and dataset\n")
+    for model in _models(tables):
+        part = tables["conditions"].filter(pl.col("model") == model)
+        datasets = list(dict.fromkeys(part["dataset"].to_list()))
+        grid = {(r["persona"], r["dataset"]): r["mean"] for r in _rows(part)}
+        rows = [{"persona": p} for p in dict.fromkeys(part["persona"].to_list())]
+        columns: list[Column] = [("Persona", lambda r: r["persona"])]
+        columns += [(_dataset_name(d), lambda r, d=d, g=grid: num(g.get((r["persona"], d)))) for d in datasets]
+        out.append(f"**{model}**\n")
+        out.append(markdown_table(rows, columns))
+    comparison_columns: list[Column] = [
+        ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]), ("Dataset", lambda r: r["dataset"]),
+        ("Persona mean", lambda r: num(r["mean_persona"])), (f"{ref} mean", lambda r: num(r["mean_reference"])),
+        ("Δ [95% CI]", lambda r: with_ci(r, "diff", "diff_low", "diff_high", sign=True)),
+        ("Cohen's d [95% CI]", lambda r: with_ci(r, "cohens_d", "d_low", "d_high", digits=2, sign=True)),
+        ("p", lambda r: pvalue(r["p"])), ("p adj.", lambda r: pvalue(r["p_adj"])),
+        ("MW p (answers)", lambda r: pvalue(r["p_mann_whitney"])),
+    ]
+    hypotheses = tables["hypotheses"]
+    if s.hypotheses:
+        out.append("## Hypotheses\n")
+        for hypothesis in s.hypotheses:
+            part = hypotheses.filter(pl.col("hypothesis") == hypothesis.name)
+            absent = [p for p in hypothesis.personas if p not in set(part["persona"].to_list())]
+            note = f"; no comparison for {', '.join(absent)}" if absent else ""
+            out.append(
+                f"**{hypothesis.name}**: {', '.join(hypothesis.personas)} {hypothesis.direction} than {ref} "
+                f"(one-sided tests{note})\n"
+            )
+            out.append(markdown_table(_rows(part), [*comparison_columns, ("Verdict", lambda r: r["verdict"])]))
+    out.append(f"## Significant comparisons after Benjamini-Hochberg (q = {s.alpha:g})\n")
+    out.append(markdown_table(_rows(tables["significant"]), comparison_columns))
+    if s.medical_pair:
+        bad, good = s.medical_pair
+        out.append(f"## Bad vs good medical ({bad} vs {good})\n")
+        out.append(markdown_table(_rows(tables["medical"]), [
+            ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]),
+            (bad, lambda r: num(r["mean_bad"])), (good, lambda r: num(r["mean_good"])),
+            ("Δ [95% CI]", lambda r: with_ci(r, "diff", "diff_low", "diff_high", sign=True)),
+            ("Cohen's d [95% CI]", lambda r: with_ci(r, "cohens_d", "d_low", "d_high", digits=2, sign=True)),
+            ("p", lambda r: pvalue(r["p"])), ("p adj.", lambda r: pvalue(r["p_adj"])),
+        ]))
+    out.append("## Tails (EM datasets every persona has)\n")
+    tail_columns: list[Column] = [("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"])]
+    for t in s.tail_thresholds:
+        name = f"pct_below_{t:g}"
+        tail_columns.append((f"% < {t:g}", lambda r, n=name: with_ci(r, n, f"{n}_low", f"{n}_high")))
+    tail_columns += [
+        (f"P{s.tail_quantile:g}", lambda r: with_ci(r, "p5", "p5_low", "p5_high")),
+        ("% misaligned", lambda r: with_ci(r, "pct_misaligned", "pct_misaligned_low", "pct_misaligned_high")),
+        ("Skew", lambda r: num(r["skew"], 2)), ("Kurtosis", lambda r: num(r["kurtosis"], 2)),
+    ]
+    out.append(markdown_table(_rows(personas), tail_columns))
+    out.append("## Dataset difficulty\n")
+    out.append(markdown_table(_rows(tables["datasets"]), [
+        ("Model", lambda r: r["model"]), ("Rank", lambda r: "–" if r["rank"] is None else str(r["rank"])),
+        ("Dataset", lambda r: _dataset_name(r["dataset"])),
+        ("Mean over personas", lambda r: with_ci(r, "mean", "boot_low", "boot_high")),
+        (f"{ref}", lambda r: with_ci(r, "reference_mean", "reference_low", "reference_high")),
+        (f"{ref}: EM minus control", lambda r: with_ci(r, "em_effect", "em_effect_low", "em_effect_high", sign=True)),
+        ("Mean % misaligned", lambda r: num(r["pct_misaligned"])),
+    ]))
+    out.append("## Cross-model (EM datasets both models have)\n")
+    cross = tables["cross_model"]
+    if cross.height == 0:
+        out.append("_Needs two models with a shared EM dataset._\n")
+    else:
+        out.append(markdown_table(_rows(cross), [
+            ("Models", lambda r: f"{r['model_a']} vs {r['model_b']}"), ("Persona", lambda r: r["persona"]),
+            ("Datasets", lambda r: str(r["n_datasets"])),
+            ("Mean A", lambda r: with_ci(r, "mean_a", "a_low", "a_high")),
+            ("Mean B", lambda r: with_ci(r, "mean_b", "b_low", "b_high")),
+            ("A − B", lambda r: with_ci(r, "diff", "diff_low", "diff_high", sign=True)),
+            ("p adj.", lambda r: pvalue(r["p_adj"])),
+            (f"Effect vs {ref}: A − B", lambda r: with_ci(r, "effect_diff", "effect_diff_low", "effect_diff_high", sign=True)),
+        ]))
+    return "\n".join(out)
+
+
+def figures_section(figures: Sequence[str]) -> str:
+    lines = ["## Figures", ""]
+    for path in figures:
+        name = Path(path).stem
+        lines += [f"**{name}**: {CAPTIONS.get(name, '')}", "", f"![{name}]({Path(path).name})", ""]
+    return "\n".join(lines)
+
+
+def render_results(
+    tables: dict[str, pl.DataFrame],
+    settings: StatsSettings,
+    figures: Sequence[str] = (),
+    extra: str | None = None,
+) -> str:
+    parts = [
+        "# Results",
+        "",
+        "Generated by the workflow from the judged answers; every number and finding below is computed from "
+        "the tables in `tables/` (nothing here is written by hand).",
+        "",
+        "## Findings",
+        "",
+        *[f"- {line}" for line in findings(tables, settings)],
+        "",
+        data_section(tables, settings),
+        missing_section(tables),
+        method_section(settings),
+        tables_section(tables, settings),
+        figures_section(figures),
+    ]
+    if extra:
+        parts += ["", extra.strip(), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def read_tables(paths: dict[str, str | Path]) -> dict[str, pl.DataFrame]:
+    return {name: read_table(paths[name]) for name in TABLES}
