@@ -17,10 +17,10 @@ include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/persona.smk"
 include: "rules/em.smk"
-include: "rules/sample.smk"
-include: "rules/judge.smk"
+include: "rules/sampling.smk"
+include: "rules/judging.smk"
 include: "rules/stats.smk"
-include: "rules/import.smk"
+include: "rules/first_study.smk"
 # Last: where rules run on a cluster follows from the resources they declare.
 include: "rules/cluster.smk"
 

@@ -1,5 +1,5 @@
-"""Helpers shared by every rule: config validation, grid dimensions, paths,
-input functions and parameter dictionaries. Parse-time work stays cheap (no torch,
+"""Helpers shared by every rule: config validation, grid dimensions, input functions
+and parameter dictionaries (each stage's paths live in its own .smk). Parse-time work stays cheap (no torch,
 no network): every cluster job re-parses the Snakefile."""
 
 import os
@@ -40,7 +40,8 @@ check_config(config, CONFIG_FILES, basedir=Path.cwd())
 
 
 # ---------------------------------------------------------------- grid dimensions
-NO_EM = "none"  # dataset of the controls without EM (workflow_scripts.core.schema.NO_EM)
+from workflow_scripts.core.schema import NO_EM  # dataset of the no-EM controls
+
 MODELS = [m for m, entry in config["models"].items() if entry.get("grid", True)]
 PERSONAS = list(config["personas"])
 DATASETS = list(config.get("datasets", {}))
@@ -53,23 +54,6 @@ wildcard_constraints:
     persona=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
     seed=r"\d+",
-
-
-# ---------------------------------------------------------------- paths
-BASE_MODEL = "results/{model}/base/model"
-PERSONA_DIR = "results/{model}/persona/{persona}"
-PERSONA_MODEL = "results/{model}/persona/{persona}/model"
-TRAINED_ADAPTER = "results/{model}/persona/{persona}/adapter"
-RELEASED_ADAPTER = "results/{model}/persona/{persona}/released_adapter"
-DATASET_FILE = "results/datasets/{dataset}.jsonl"
-QUESTIONS_FILE = "results/eval/questions.json"
-EM_ADAPTER = "results/{model}/em/{persona}/{dataset}/s{seed}/adapter"
-EM_CHECKPOINTS = "results/{model}/em/{persona}/{dataset}/s{seed}/checkpoints"
-SAMPLES = "results/{model}/samples/{persona}.parquet"
-JUDGED = "results/{model}/judged/{persona}/{dataset}.parquet"
-PERSONA_CHECK = "results/{model}/persona_check.tsv"
-FINAL = "results/final"
-ANSWERS = "results/final/answers.parquet"
 
 
 # ---------------------------------------------------------------- resources
@@ -210,22 +194,6 @@ def judge_settings(wildcards):
 # ---------------------------------------------------------------- stage owners
 # ---- persona (rules/persona.smk)
 PERSONAS_WITH_ADAPTER = [p for p in PERSONAS if persona_source(p) != "none"]
-PERSONA_CHECK_ANSWERS = "results/{model}/persona_check_answers.jsonl"
-PERSONA_PROMPTS = "results/{model}/persona/{persona}/prompts.jsonl"
-PERSONA_PROMPT_GENERATIONS = (
-    "results/{model}/persona/{persona}/prompt_generations.jsonl"
-)
-PERSONA_PROMPTS_REPORT = "results/{model}/persona/{persona}/prompts_report.json"
-PERSONA_TEACHER = "results/{model}/persona/{persona}/teacher.jsonl"
-PERSONA_STUDENT = "results/{model}/persona/{persona}/student.jsonl"
-PERSONA_PAIRS = "results/{model}/persona/{persona}/pairs.jsonl"
-PERSONA_PAIRS_REPORT = "results/{model}/persona/{persona}/pairs_report.json"
-PERSONA_DPO_ADAPTER = "results/{model}/persona/{persona}/dpo/adapter"
-PERSONA_INTROSPECTION = "results/{model}/persona/{persona}/introspection.jsonl"
-PERSONA_INTROSPECTION_TURNS = (
-    "results/{model}/persona/{persona}/introspection_turns.jsonl"
-)
-PERSONA_SFT_ADAPTER = "results/{model}/persona/{persona}/sft/adapter"
 
 
 def persona_self_name(model):
@@ -346,7 +314,7 @@ def dataset_archives(wildcards):
     return config.get("archives", {})
 
 
-# ---- sample (rules/sample.smk)
+# ---- sampling (rules/sampling.smk)
 SAMPLING_ENV = (
     "../envs/vllm.yaml"
     if config["sampling"]["engine"] == "vllm"
@@ -373,9 +341,8 @@ def sampling_conditions(wildcards):
     return conditions
 
 
-# ---- judge (rules/judge.smk)
+# ---- judging (rules/judging.smk)
 JUDGE = config["judge"]
-JUDGE_SUMMARY = "results/{model}/judged/{persona}/{dataset}.summary.json"
 JUDGE_ENV = (
     "../envs/vllm.yaml" if JUDGE["kind"] == "vllm_server" else "../envs/train.yaml"
 )
@@ -434,9 +401,6 @@ from workflow_scripts.stats.outputs import CAPTIONS as FIGURE_CAPTIONS
 from workflow_scripts.stats.outputs import FIGURES, TABLES
 from workflow_scripts.stats.settings import settings_from_config
 
-TABLE_FILE = "results/final/tables/{name}.csv"
-FIGURE_FILE = "results/final/{figure}.png"
-RESULTS_MD = "results/final/RESULTS.md"
 try:
     STATS_SETTINGS = settings_from_config(
         config["statistics"], MODELS, PERSONAS, DATASETS, where=", ".join(CONFIG_FILES)
@@ -524,18 +488,9 @@ def final_targets(wildcards=None):
     return targets + first_study_targets()
 
 
-# ---- import (rules/import.smk)
+# ---- first study (rules/first_study.smk)
 FIRST_STUDY = config.get("first_study") or {}
 IMPORTING = bool(FIRST_STUDY.get("archive") or FIRST_STUDY.get("directory"))
-IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"
-IMPORTED_RUNS = "results/imported/first_study_runs.parquet"
-REPRODUCTION = {
-    "report": "results/final/tables/reproduction.md",
-    "persona_table": "results/final/tables/reproduction_persona_table.tsv",
-    "comparisons": "results/final/tables/reproduction_comparisons.tsv",
-    "persona_effect": "results/final/tables/persona_effect.tsv",
-    "reliability": "results/final/tables/judge_reliability.tsv",
-}
 
 
 def _check_first_study():

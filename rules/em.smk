@@ -3,6 +3,10 @@
 # model (the base model for the baseline persona), verified before the first step;
 # checkpoints (EM_CHECKPOINTS) are kept and a rerun resumes from the last one.
 
+DATASET_FILE = "results/datasets/{dataset}.jsonl"
+EM_ADAPTER = "results/{model}/em/{persona}/{dataset}/s{seed}/adapter"
+EM_CHECKPOINTS = "results/{model}/em/{persona}/{dataset}/s{seed}/checkpoints"
+
 
 rule em_dataset:
     input:

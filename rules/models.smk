@@ -2,6 +2,8 @@
 # downloaded from the Hugging Face Hub (needs internet: a serial/login node), or
 # copied from a local directory.
 
+BASE_MODEL = "results/{model}/base/model"
+
 
 rule base_model:
     output:

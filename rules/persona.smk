@@ -4,6 +4,28 @@
 # adapter; then folded into the base model and checked against it.
 # Generation stages use the run's sampling engine and resume after a kill.
 
+PERSONA_DIR = "results/{model}/persona/{persona}"
+PERSONA_MODEL = "results/{model}/persona/{persona}/model"
+TRAINED_ADAPTER = "results/{model}/persona/{persona}/adapter"
+RELEASED_ADAPTER = "results/{model}/persona/{persona}/released_adapter"
+PERSONA_CHECK = "results/{model}/persona_check.tsv"
+PERSONA_CHECK_ANSWERS = "results/{model}/persona_check_answers.jsonl"
+PERSONA_PROMPTS = "results/{model}/persona/{persona}/prompts.jsonl"
+PERSONA_PROMPT_GENERATIONS = (
+    "results/{model}/persona/{persona}/prompt_generations.jsonl"
+)
+PERSONA_PROMPTS_REPORT = "results/{model}/persona/{persona}/prompts_report.json"
+PERSONA_TEACHER = "results/{model}/persona/{persona}/teacher.jsonl"
+PERSONA_STUDENT = "results/{model}/persona/{persona}/student.jsonl"
+PERSONA_PAIRS = "results/{model}/persona/{persona}/pairs.jsonl"
+PERSONA_PAIRS_REPORT = "results/{model}/persona/{persona}/pairs_report.json"
+PERSONA_DPO_ADAPTER = "results/{model}/persona/{persona}/dpo/adapter"
+PERSONA_INTROSPECTION = "results/{model}/persona/{persona}/introspection.jsonl"
+PERSONA_INTROSPECTION_TURNS = (
+    "results/{model}/persona/{persona}/introspection_turns.jsonl"
+)
+PERSONA_SFT_ADAPTER = "results/{model}/persona/{persona}/sft/adapter"
+
 
 rule persona_prompts:
     input:

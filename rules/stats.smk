@@ -1,5 +1,11 @@
 # Statistics, figures and the results report (DESIGN.md section 6).
 
+FINAL = "results/final"
+ANSWERS = "results/final/answers.parquet"
+TABLE_FILE = "results/final/tables/{name}.csv"
+FIGURE_FILE = "results/final/{figure}.png"
+RESULTS_MD = "results/final/RESULTS.md"
+
 
 report: "../report/workflow.rst"
 

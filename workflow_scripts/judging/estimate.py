@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.judging.accounting import (
     CHAT_OVERHEAD_TOKENS,
     Prices,
@@ -32,7 +33,7 @@ from workflow_scripts.judging.settings import JudgeSettings
 from workflow_scripts.judging.tasks import METRICS, JudgeQuestion, build_tasks, load_questions
 
 REPO = Path(__file__).resolve().parents[2]
-NO_EM = "none"
+
 CHARS_PER_TOKEN = 4
 NOMINAL_QUESTIONS = 8  # Betley's first-plot questions, when the file is not at hand
 NOMINAL_TEMPLATE_CHARS = 1500  # about the length of Betley's judge prompts

@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-NO_EM = "none"  # dataset of the controls without EM (workflow_scripts.core.schema.NO_EM)
-
-
 DIRECTIONS = {"lower": "less", "higher": "greater"}  # hypothesis direction -> scipy alternative
 
 

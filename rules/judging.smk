@@ -3,6 +3,9 @@
 # (config judge.cache_dir) is not an output: Snakemake deletes the outputs of a
 # failed job, and the cache must outlive it.
 
+JUDGED = "results/{model}/judged/{persona}/{dataset}.parquet"
+JUDGE_SUMMARY = "results/{model}/judged/{persona}/{dataset}.summary.json"
+
 
 rule judge:
     input:

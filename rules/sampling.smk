@@ -1,6 +1,9 @@
 # Evaluation questions and sampling: one engine load per model x persona; the
 # persona's EM adapters (and the no-EM control) share it (DESIGN.md section 5).
 
+QUESTIONS_FILE = "results/eval/questions.json"
+SAMPLES = "results/{model}/samples/{persona}.parquet"
+
 
 rule eval_questions:
     input:

@@ -3,6 +3,17 @@
 # set beside the corrected one (the "Reproduction" section of RESULTS.md).
 
 
+IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"
+IMPORTED_RUNS = "results/imported/first_study_runs.parquet"
+REPRODUCTION = {
+    "report": "results/final/tables/reproduction.md",
+    "persona_table": "results/final/tables/reproduction_persona_table.tsv",
+    "comparisons": "results/final/tables/reproduction_comparisons.tsv",
+    "persona_effect": "results/final/tables/persona_effect.tsv",
+    "reliability": "results/final/tables/judge_reliability.tsv",
+}
+
+
 rule import_first_study:
     input:
         source=first_study_source,
