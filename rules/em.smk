@@ -17,7 +17,7 @@ rule em_dataset:
     log:
         "logs/em_dataset/{dataset}.log",
     benchmark:
-        "benchmarks/em_dataset/{dataset}.tsv"
+        "logs/benchmarks/em_dataset/{dataset}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -41,7 +41,7 @@ rule em_sft:
     log:
         "logs/em_sft/{model}/{persona}/{dataset}/s{seed}.log",
     benchmark:
-        "benchmarks/em_sft/{model}/{persona}/{dataset}/s{seed}.tsv"
+        "logs/benchmarks/em_sft/{model}/{persona}/{dataset}/s{seed}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 8

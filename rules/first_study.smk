@@ -23,7 +23,7 @@ rule import_first_study:
     log:
         "logs/first_study/import.log",
     benchmark:
-        "benchmarks/first_study/import.tsv"
+        "logs/benchmarks/first_study/import.tsv"
     conda:
         "../envs/analysis.yaml"
     threads: 1
@@ -48,7 +48,7 @@ rule first_study_reproduction:
     log:
         "logs/first_study/reproduction.log",
     benchmark:
-        "benchmarks/first_study/reproduction.tsv"
+        "logs/benchmarks/first_study/reproduction.tsv"
     conda:
         "../envs/analysis.yaml"
     threads: 1

@@ -19,7 +19,7 @@ rule judge:
         "logs/judge/{model}/{persona}/{dataset}.log",
         server="logs/judge/{model}/{persona}/{dataset}.server.log",
     benchmark:
-        "benchmarks/judge/{model}/{persona}/{dataset}.tsv"
+        "logs/benchmarks/judge/{model}/{persona}/{dataset}.tsv"
     conda:
         JUDGE_ENV
     threads: 4

@@ -11,7 +11,7 @@ rule base_model:
     log:
         "logs/base_model/{model}.log",
     benchmark:
-        "benchmarks/base_model/{model}.tsv"
+        "logs/benchmarks/base_model/{model}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 2

@@ -37,7 +37,7 @@ rule persona_prompts:
     log:
         "logs/persona_prompts/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_prompts/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_prompts/{model}/{persona}.tsv"
     conda:
         SAMPLING_ENV
     threads: 4
@@ -67,7 +67,7 @@ rule persona_teacher:
     log:
         "logs/persona_teacher/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_teacher/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_teacher/{model}/{persona}.tsv"
     conda:
         SAMPLING_ENV
     threads: 4
@@ -93,7 +93,7 @@ rule persona_student:
     log:
         "logs/persona_student/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_student/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_student/{model}/{persona}.tsv"
     conda:
         SAMPLING_ENV
     threads: 4
@@ -120,7 +120,7 @@ rule persona_pairs:
     log:
         "logs/persona_pairs/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_pairs/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_pairs/{model}/{persona}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -145,7 +145,7 @@ rule persona_dpo:
     log:
         "logs/persona_dpo/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_dpo/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_dpo/{model}/{persona}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -171,7 +171,7 @@ rule persona_introspection:
     log:
         "logs/persona_introspection/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_introspection/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_introspection/{model}/{persona}.tsv"
     conda:
         SAMPLING_ENV
     threads: 4
@@ -197,7 +197,7 @@ rule persona_sft:
     log:
         "logs/persona_sft/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_sft/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_sft/{model}/{persona}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 8
@@ -222,7 +222,7 @@ rule persona_adapter:
     log:
         "logs/persona_adapter/{model}/{persona}.log",
     benchmark:
-        "benchmarks/persona_adapter/{model}/{persona}.tsv"
+        "logs/benchmarks/persona_adapter/{model}/{persona}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -241,7 +241,7 @@ rule released_adapter:
     log:
         "logs/released_adapter/{model}/{persona}.log",
     benchmark:
-        "benchmarks/released_adapter/{model}/{persona}.tsv"
+        "logs/benchmarks/released_adapter/{model}/{persona}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -264,7 +264,7 @@ rule fold_persona:
     log:
         "logs/fold_persona/{model}/{persona}.log",
     benchmark:
-        "benchmarks/fold_persona/{model}/{persona}.tsv"
+        "logs/benchmarks/fold_persona/{model}/{persona}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 4
@@ -288,7 +288,7 @@ rule persona_check:
     log:
         "logs/persona_check/{model}.log",
     benchmark:
-        "benchmarks/persona_check/{model}.tsv"
+        "logs/benchmarks/persona_check/{model}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 4

@@ -13,7 +13,7 @@ rule eval_questions:
     log:
         "logs/eval_questions.log",
     benchmark:
-        "benchmarks/eval_questions.tsv"
+        "logs/benchmarks/eval_questions.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -37,7 +37,7 @@ rule sample_persona:
     log:
         "logs/sample_persona/{model}/{persona}.log",
     benchmark:
-        "benchmarks/sample_persona/{model}/{persona}.tsv"
+        "logs/benchmarks/sample_persona/{model}/{persona}.tsv"
     conda:
         SAMPLING_ENV
     threads: 8

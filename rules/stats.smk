@@ -18,7 +18,7 @@ rule answers_table:
     log:
         "logs/answers_table.log",
     benchmark:
-        "benchmarks/answers_table.tsv"
+        "logs/benchmarks/answers_table.tsv"
     conda:
         "../envs/analysis.yaml"
     threads: 1
@@ -37,7 +37,7 @@ rule statistics:
     log:
         "logs/statistics.log",
     benchmark:
-        "benchmarks/statistics.tsv"
+        "logs/benchmarks/statistics.tsv"
     conda:
         "../envs/analysis.yaml"
     threads: 1
@@ -64,7 +64,7 @@ rule figure:
     log:
         "logs/figure/{figure}.log",
     benchmark:
-        "benchmarks/figure/{figure}.tsv"
+        "logs/benchmarks/figure/{figure}.tsv"
     wildcard_constraints:
         figure="|".join(FIGURES),
     conda:
@@ -88,7 +88,7 @@ rule results_report:
     log:
         "logs/results_report.log",
     benchmark:
-        "benchmarks/results_report.tsv"
+        "logs/benchmarks/results_report.tsv"
     conda:
         "../envs/analysis.yaml"
     threads: 1

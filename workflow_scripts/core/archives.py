@@ -92,12 +92,12 @@ def find_member(root: Path, member: str, what: str) -> Path:
     )
 
 
-def extract_member(archive_entry: dict, member: str, cache_dir: Path, what: str) -> Path:
-    """Path of `member` inside the decrypted archive described by `archive_entry`."""
-    from workflow_scripts.core.sources import materialise_source
-
+def extract_member(
+    archive: Path, archive_sha: str, archive_entry: dict, member: str, cache_dir: Path, what: str
+) -> Path:
+    """Path of `member` inside `archive` (already fetched and checksummed: `archive_sha`),
+    decrypted once into `cache_dir` with the password `archive_entry` names."""
     cache_dir = Path(cache_dir)
-    archive, archive_sha = materialise_source(archive_entry["source"], cache_dir, f"{what}: archive")
     out_dir = cache_dir / f"extracted-{archive_sha[:16]}"
     marker = out_dir / _DONE
     # Several dataset jobs may open the same archive at once: one decrypts, the others wait.

@@ -1,10 +1,24 @@
-"""Logging of a rule's script into the rule's log file."""
+"""The start of every job: its log, its threads, its seeds.
+
+Every rule script calls `start_job(snakemake)` first, and the command-line entry points
+(a handed-off generation run, the judge CLI) call `log_to`, so all jobs log the same way:
+INFO and above to the rule's log file, warnings also to stderr, chatty HTTP and hub
+libraries quieted.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import random
 import sys
 from pathlib import Path
+from typing import Any
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Libraries that log every HTTP request or file lock at INFO.
+QUIET_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "filelock", "huggingface_hub")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def log_to(path: str | Path | None) -> None:
@@ -16,25 +30,40 @@ def log_to(path: str | Path | None) -> None:
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel(logging.WARNING if path else logging.INFO)
     handlers.append(stderr)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def use_threads(threads: int | None) -> None:
-    """Give torch exactly the job's cores. More threads than cores (torch's default on
-    a shared node) makes OpenMP spin-wait: 10x slower on a busy 2-core machine."""
+    """Give numeric libraries exactly the job's cores. More threads than cores (torch's
+    default on a shared node) makes OpenMP spin-wait: 10x slower on a busy 2-core
+    machine. Torch is not imported for this: a job that never uses it (statistics,
+    figures) should not pay its import; the variables set the count when it is."""
     if not threads:
         return
-    import torch
+    count = str(max(1, int(threads)))
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = count
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(count))
 
-    torch.set_num_threads(max(1, int(threads)))
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and (when loaded) torch's generators."""
+    random.seed(seed)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
-def start_job(smk) -> None:
-    """Common start of a persona rule's script: log file and thread count."""
+def start_job(smk: Any, seed: int | None = None) -> None:
+    """Common start of a rule's script: log file, thread count and, where the job's
+    randomness is not already seeded by its own settings, a seed."""
     log_to(smk.log[0] if smk.log else None)
-    use_threads(smk.threads)
+    use_threads(getattr(smk, "threads", None))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if seed is not None:
+        seed_everything(int(seed))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from workflow_scripts.core.archives import extract_member
 from workflow_scripts.core.hashing import sha256_file
 from workflow_scripts.core.io_utils import InputError, atomic_path
 
@@ -64,12 +65,15 @@ def materialise_source(
             download(url, dest)
         return dest, verify_sha256(dest, expected, what, allow_unpinned=unpinned)
     if kind == "archive":
-        from workflow_scripts.core.archives import extract_member
-
         if not archives or source["archive"] not in archives:
             raise InputError(f"{what}.archive: '{source['archive']}' is not an entry of `archives`")
+        archive_entry = archives[source["archive"]]
+        archive_dir = cache_dir / source["archive"]
+        archive, archive_sha = materialise_source(
+            archive_entry["source"], archive_dir, f"{what}: archive"
+        )
         path = extract_member(
-            archives[source["archive"]], source["member"], cache_dir / source["archive"], what
+            archive, archive_sha, archive_entry, source["member"], archive_dir, what
         )
         return path, verify_sha256(path, expected, what, allow_unpinned=unpinned)
     raise InputError(f"{what}.type: unknown source type '{kind}'; expected url, local or archive")

@@ -206,14 +206,3 @@ class TransformersEngine:
                 )
             )
         return completions
-
-
-def load_engine(kind: str, model_dir: str, **options: Any) -> Any:
-    """The engine of a run: `transformers` or `vllm` (imported only when used)."""
-    if kind == "transformers":
-        return TransformersEngine(model_dir, **options)
-    if kind == "vllm":
-        from workflow_scripts.engines.vllm_engine import VllmEngine
-
-        return VllmEngine(model_dir, **options)
-    raise ValueError(f"sampling.engine: unknown engine '{kind}'; expected transformers or vllm")

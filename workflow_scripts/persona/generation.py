@@ -92,7 +92,7 @@ def load_persona_engine(
     engine batch is one chunk: `chunk_size` sequences for transformers,
     `vllm_chunk_size` for vLLM (which schedules a chunk continuously). vLLM's context
     is raised to `min_model_len` where a stage needs more than `sampling.vllm`'s."""
-    from workflow_scripts.engines.transformers_engine import load_engine
+    from workflow_scripts.engines.factory import load_engine
 
     if engine["kind"] != "vllm":
         return load_engine(engine["kind"], str(model_dir), max_batch_sequences=int(settings["chunk_size"]))

@@ -2,14 +2,14 @@
 member), verify its checksum, validate every chat row, and write the training JSONL
 plus a `.meta.json` that says where it came from and what was observed."""
 
-import logging
 from pathlib import Path
 
+from workflow_scripts.core.job import start_job
 from workflow_scripts.em.dataset import build_dataset
 
 
 def main(smk) -> None:
-    logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
+    start_job(smk)
     build_dataset(
         smk.wildcards.dataset,
         smk.params.dataset,

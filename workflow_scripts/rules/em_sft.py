@@ -15,9 +15,9 @@ from the last one, and all are kept for phase-transition analysis.
 
 import json
 import logging
-import os
 from pathlib import Path
 
+from workflow_scripts.core.job import start_job
 from workflow_scripts.em.sft import train_em_adapter
 from workflow_scripts.em.training import (
     EmTrainSettings,
@@ -27,12 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def main(smk) -> None:
-    logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
-    import torch
-    from datasets import disable_progress_bars
-
-    torch.set_num_threads(max(1, smk.threads))
-    disable_progress_bars()
+    start_job(smk)
     settings = EmTrainSettings.from_params(smk.params.train)
     kl_reference = getattr(smk.input, "kl_reference", None)
     record = train_em_adapter(
@@ -55,5 +50,4 @@ def main(smk) -> None:
 
 
 if "snakemake" in globals():
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main(snakemake)

@@ -1,15 +1,18 @@
-"""Evaluation questions: fetch (or read), verify the checksum, parse and keep the
-evaluated ids, written as JSON for sampling and judging."""
+"""Rule eval_questions: fetch (or read) the evaluation questions, verify the checksum,
+parse them and keep the evaluated ids, written as JSON for sampling and judging."""
 
-import logging
 from pathlib import Path
 
+from workflow_scripts.core.job import start_job
 from workflow_scripts.sampling.questions import prepare_questions
 
-if "snakemake" in globals():
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+
+def main(smk) -> None:
+    start_job(smk)
     prepare_questions(
-        snakemake.params.questions,
-        Path(snakemake.output.questions),
-        cache_dir=Path("results/downloads"),
+        smk.params.questions, Path(smk.output.questions), cache_dir=Path("results/downloads")
     )
+
+
+if "snakemake" in globals():
+    main(snakemake)

@@ -6,18 +6,18 @@ for fig5) is drawn as a placeholder that says what it needs, so that every figur
 is always a target and `rule all` does not depend on the grid's shape.
 """
 
-import logging
 
+from workflow_scripts.core.job import start_job
 from workflow_scripts.stats.figures import FigureData, draw_figure
 from workflow_scripts.stats.outputs import FIGURES
 from workflow_scripts.stats.settings import settings_from_dict
 
 
-def main(snakemake) -> None:
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-    settings = settings_from_dict(snakemake.params.settings)
-    paths = {name: snakemake.input[name] for name in FIGURES[snakemake.wildcards.figure]}
-    draw_figure(snakemake.wildcards.figure, FigureData(paths, settings), snakemake.output.figure)
+def main(smk) -> None:
+    start_job(smk)
+    settings = settings_from_dict(smk.params.settings)
+    paths = {name: smk.input[name] for name in FIGURES[smk.wildcards.figure]}
+    draw_figure(smk.wildcards.figure, FigureData(paths, settings), smk.output.figure)
 
 
 if "snakemake" in globals():

@@ -12,13 +12,14 @@ from typing import Any
 import polars as pl
 
 from workflow_scripts.core.io_utils import write_text_atomic
+from workflow_scripts.core.job import start_job
 from workflow_scripts.first_study.reproduction import reproduce, write_tsv
 
 log = logging.getLogger(__name__)
 
 
 def main(smk: Any) -> None:
-    logging.basicConfig(filename=smk.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    start_job(smk)
     params = smk.params.settings
     runs = pl.read_parquet(smk.input.runs)
     result = reproduce(

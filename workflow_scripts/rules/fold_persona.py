@@ -8,18 +8,15 @@ and `fold.json` (the adapter's settings and any metadata files it came with).
 EM training starts from here and re-checks the weight hash (workflow_scripts.em.sft).
 """
 
-import logging
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.job import start_job
 from workflow_scripts.persona.fold import adapter_source_label, fold_persona, resolve_adapter_dir
 
 
 def main(smk: Any) -> None:
-    logging.basicConfig(filename=smk.log[0], level=logging.INFO, force=True)
-    import torch
-
-    torch.set_num_threads(max(1, smk.threads))
+    start_job(smk)
     entry = smk.params.persona
     model = smk.wildcards.model
     subfolder = (entry.get("released") or {}).get(model, {}).get("subfolder")

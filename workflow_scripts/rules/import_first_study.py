@@ -21,13 +21,14 @@ import logging
 from typing import Any
 
 from workflow_scripts.core.io_utils import InputError, write_parquet_atomic
+from workflow_scripts.core.job import start_job
 from workflow_scripts.first_study.importer import ImportSettings, import_first_study, summary_lines
 
 log = logging.getLogger(__name__)
 
 
 def main(smk: Any) -> None:
-    logging.basicConfig(filename=smk.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    start_job(smk)
     params = smk.params.settings
     settings = ImportSettings.from_config(
         params["first_study"], personas=params["personas"], datasets=params["datasets"]

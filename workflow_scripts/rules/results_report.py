@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.core.io_utils import write_text_atomic
+from workflow_scripts.core.job import start_job
 from workflow_scripts.stats.outputs import TABLES
 from workflow_scripts.stats.report import read_tables, render_results
 from workflow_scripts.stats.settings import settings_from_dict
@@ -13,14 +14,14 @@ from workflow_scripts.stats.settings import settings_from_dict
 log = logging.getLogger(__name__)
 
 
-def main(snakemake) -> None:
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
-    settings = settings_from_dict(snakemake.params.settings)
-    tables = read_tables({name: snakemake.input[name] for name in TABLES})
-    extra_path = snakemake.input.get("extra") if hasattr(snakemake.input, "get") else None
+def main(smk) -> None:
+    start_job(smk)
+    settings = settings_from_dict(smk.params.settings)
+    tables = read_tables({name: smk.input[name] for name in TABLES})
+    extra_path = smk.input.get("extra") if hasattr(smk.input, "get") else None
     extra = Path(extra_path).read_text(encoding="utf-8") if extra_path else None
-    text = render_results(tables, settings, list(snakemake.input.figures), extra)
-    write_text_atomic(snakemake.output.results, text)
+    text = render_results(tables, settings, list(smk.input.figures), extra)
+    write_text_atomic(smk.output.results, text)
     log.info("RESULTS.md: %d lines", text.count("\n"))
 
 

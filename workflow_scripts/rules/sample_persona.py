@@ -5,16 +5,16 @@ Rows are written in chunks to a resumable partial file; a killed job resumes whe
 it stopped and the final Parquet equals an uninterrupted run's.
 """
 
-import logging
 from typing import Any
 
+from workflow_scripts.core.job import start_job
 from workflow_scripts.sampling.sample import sample_from_params
 
 
 def main(smk: Any) -> None:
     from workflow_scripts.engines.vllm_env import run_stage
 
-    logging.basicConfig(filename=smk.log[0], level=logging.INFO)
+    start_job(smk)
     params = {
         "model_dir": smk.input.model,
         "conditions": list(smk.params.conditions),

@@ -20,7 +20,7 @@ from workflow_scripts.core.hashing import weights_hash
 from workflow_scripts.core.io_utils import ResumableJsonl, read_json, write_parquet_atomic
 from workflow_scripts.core.schema import SAMPLE_SCHEMA
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
-from workflow_scripts.engines.transformers_engine import load_engine
+from workflow_scripts.engines.factory import load_engine
 
 log = logging.getLogger(__name__)
 
