@@ -342,21 +342,17 @@ def sampling_conditions(wildcards):
 
 
 # ---- judging (rules/judging.smk)
+from workflow_scripts.judging.kinds import judge_kind
+
 JUDGE = config["judge"]
-JUDGE_ENV = (
-    "../envs/vllm.yaml" if JUDGE["kind"] == "vllm_server" else "../envs/train.yaml"
-)
+JUDGE_KIND = judge_kind(JUDGE["kind"])
+JUDGE_ENV = f"../envs/{JUDGE_KIND.env}.yaml"
 
 
 def judge_serves_config_model():
-    """A local judge, or a self-served one naming a config model (and no server.hf_id),
-    is served from the base model directory the models stage builds (so compute
-    nodes without internet have it)."""
-    if JUDGE["kind"] == "local":
-        return True
-    hf_id = (JUDGE.get("server") or {}).get("hf_id")
-    named = JUDGE["model"] in config["models"]
-    return JUDGE["kind"] == "vllm_server" and named and not hf_id
+    """Whether the judge model is a config model's base-model directory (built by the
+    models stage, so compute nodes without internet have it)."""
+    return JUDGE_KIND.serves_config_model(JUDGE, config["models"])
 
 
 def judge_inputs(wildcards):
@@ -367,17 +363,17 @@ def judge_inputs(wildcards):
 
 def judge_gpus():
     gpus = JUDGE.get("gpus")
-    return gpus if gpus is not None else int(JUDGE["kind"] == "vllm_server")
+    return gpus if gpus is not None else JUDGE_KIND.gpus
 
 
 def judge_internet():
-    return int(JUDGE["kind"] == "openai")
+    return int(JUDGE_KIND.internet)
 
 
 def missing_judge_key(jobs):
     """The API key variable a remote judge needs, if judge jobs are due and it is unset."""
     key_env = JUDGE.get("api_key_env")
-    if JUDGE["kind"] != "openai" or not key_env or os.environ.get(key_env):
+    if not JUDGE_KIND.api_key or not key_env or os.environ.get(key_env):
         return None
     # persona_check judges trait expression with the same judge
     judging = {"judge", "persona_check"}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.judging.kinds import UnknownJudgeKind, judge_kind
 from workflow_scripts.persona.constitution import parse_constitution
 
 
@@ -99,8 +100,16 @@ def check_config(config: dict, config_files: Iterable[str], basedir: str | os.Pa
             fail(f"persona_training.{key}", f"'{model}' is not a model in `models`")
 
     judge = config["judge"]
-    if judge["kind"] == "local" and judge["model"] not in models:
-        fail("judge.model", f"a local judge must name a model in `models`; '{judge['model']}' is not one")
+    try:
+        kind = judge_kind(judge["kind"])
+    except UnknownJudgeKind as err:
+        fail("judge.kind", str(err).split(": ", 1)[1])
+    else:
+        if kind.config_model == "required" and judge["model"] not in models:
+            fail(
+                "judge.model",
+                f"a {kind.name} judge must name a model in `models`; '{judge['model']}' is not one",
+            )
 
     stats = config.get("statistics", {})
     reference = stats.get("reference_persona", "baseline")

@@ -28,6 +28,7 @@ from workflow_scripts.judging.accounting import (
     max_prompt_tokens,
 )
 from workflow_scripts.judging.cache import JudgementCache, slug
+from workflow_scripts.judging.kinds import judge_kind
 from workflow_scripts.judging.openai_judge import request_options
 from workflow_scripts.judging.settings import JudgeSettings
 from workflow_scripts.judging.tasks import METRICS, JudgeQuestion, build_tasks, load_questions
@@ -93,7 +94,7 @@ def estimate_grid(config: dict, results: str | Path = "results") -> list[CellEst
     results = Path(results)
     settings = JudgeSettings.from_config(config["judge"])
     prices = Prices(settings.price_per_mtok_input, settings.price_per_mtok_output)
-    if settings.kind == "local":
+    if not judge_kind(settings.kind).billed:
         prices = Prices(0.0, 0.0)
     max_tokens = request_options(settings.method)["max_tokens"]
     judge_model_dir = results / settings.model / "base" / "model"

@@ -20,13 +20,16 @@ Prompts are batched with left padding; a padded query row attends to itself only
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from workflow_scripts.core.chat import messages_for, render
+from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.judging.logprob import CODE, REFUSAL
 from workflow_scripts.judging.tasks import JudgeTask
 
@@ -222,3 +225,17 @@ class LocalJudge:
             log.info("judged %d/%d locally", min(first + self.batch_size, len(encoded)), len(encoded))
         elapsed = time.monotonic() - start
         return {"tasks": len(tasks), "judged": len(tasks), "prompt_tokens": tokens, "seconds": round(elapsed, 3)}
+
+
+@contextlib.contextmanager
+def open_judge(
+    settings: Any,
+    judge_id: str,
+    judge_model_dir: str | os.PathLike | None,
+    environ: Mapping[str, str],
+    server_log: str | os.PathLike,
+) -> Iterator[tuple[LocalJudge, None]]:
+    """Judge kind `local`: the config model's directory, scored in this process."""
+    if judge_model_dir is None:
+        raise InputError(f"judge.model: the local judge '{settings.model}' needs its model directory as input")
+    yield LocalJudge(judge_model_dir, judge_id, batch_size=settings.batch_size), None

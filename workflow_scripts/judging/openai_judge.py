@@ -15,19 +15,23 @@ and are recorded; then `JudgingIncomplete` is raised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from workflow_scripts.judging.accounting import Ledger
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.judging.accounting import Ledger, Prices
 from workflow_scripts.judging.logprob import API_ERROR, distribution_from_top_logprobs
 from workflow_scripts.judging.tasks import JudgeTask
 
@@ -384,3 +388,79 @@ def _endpoint_message(exc: BaseException, settings: EndpointSettings) -> str:
         404: f"the endpoint has no model '{settings.model}' (judge.model) or the base_url is wrong",
     }.get(status, "")
     return f"judge endpoint {where}: HTTP {status} for model '{settings.model}': {hint}"
+
+
+NO_KEY = "EMPTY"  # for endpoints without authentication (api_key_env: null)
+
+
+def api_key_from_env(settings: Any, environ: Mapping[str, str]) -> str:
+    if settings.api_key_env is None:
+        return NO_KEY
+    value = environ.get(settings.api_key_env)
+    if not value:
+        raise InputError(
+            f"judge.api_key_env: the environment variable {settings.api_key_env} is not set; "
+            "it must hold the judge endpoint's API key"
+        )
+    return value
+
+
+class RedactSecret(logging.Filter):
+    """Replace a secret's value in every log line (a server may echo what it got)."""
+
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret and self.secret != NO_KEY:
+            message = record.getMessage()
+            if self.secret in message:
+                record.msg, record.args = message.replace(self.secret, "***"), ()
+        return True
+
+
+@contextlib.contextmanager
+def redacting(secret: str) -> Iterator[None]:
+    handlers = logging.getLogger().handlers
+    redact = RedactSecret(secret)
+    for handler in handlers:
+        handler.addFilter(redact)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(redact)
+
+
+def endpoint_settings(settings: Any, base_url: str | None) -> EndpointSettings:
+    """The request settings of an OpenAI-compatible judge from the `judge:` block."""
+    return EndpointSettings(
+        base_url=base_url,
+        model=settings.model,
+        method=settings.method,
+        concurrency=settings.concurrency,
+        max_retries=settings.max_retries,
+        timeout_s=settings.timeout_s,
+        retry_initial_s=settings.retry_initial_s,
+        retry_max_s=settings.retry_max_s,
+    )
+
+
+def ledger_for(settings: Any) -> Ledger:
+    return Ledger(Prices(settings.price_per_mtok_input, settings.price_per_mtok_output), settings.budget_usd)
+
+
+@contextlib.contextmanager
+def open_judge(
+    settings: Any,
+    judge_id: str,
+    judge_model_dir: str | os.PathLike | None,
+    environ: Mapping[str, str],
+    server_log: str | os.PathLike,
+) -> Iterator[tuple[OpenAIJudge, Ledger]]:
+    """Judge kind `openai`: an endpoint at `judge.base_url` with the key from the environment."""
+    ledger = ledger_for(settings)
+    api_key = api_key_from_env(settings, environ)
+    with redacting(api_key):
+        yield OpenAIJudge(endpoint_settings(settings, settings.base_url), api_key, ledger, judge_id), ledger

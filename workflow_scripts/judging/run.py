@@ -24,17 +24,15 @@ from workflow_scripts.core.hashing import settings_hash, weights_hash
 from workflow_scripts.core.io_utils import InputError, write_json_atomic, write_parquet_atomic
 from workflow_scripts.core.misalignment import with_misaligned
 from workflow_scripts.core.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
-from workflow_scripts.judging.accounting import Ledger, Prices
+from workflow_scripts.judging.accounting import Ledger
 from workflow_scripts.judging.cache import JudgementCache, slug
+from workflow_scripts.judging.kinds import judge_kind
 from workflow_scripts.judging.logprob import API_ERROR, Score, judge_distribution, score_from_text
-from workflow_scripts.judging.openai_judge import EndpointSettings, JudgingIncomplete, OpenAIJudge
+from workflow_scripts.judging.openai_judge import JudgingIncomplete
 from workflow_scripts.judging.settings import JudgeSettings
 from workflow_scripts.judging.tasks import METRICS, build_tasks, load_questions
 
 log = logging.getLogger(__name__)
-
-NO_KEY = "EMPTY"  # for endpoints without authentication (api_key_env: null)
-
 
 def judge_identity(settings: JudgeSettings, judge_model_dir: str | os.PathLike | None) -> str:
     """Who judges: the endpoint's model id, or a config model pinned by its weights."""
@@ -48,46 +46,6 @@ def judge_identity(settings: JudgeSettings, judge_model_dir: str | os.PathLike |
     return settings.model
 
 
-def api_key_from_env(settings: JudgeSettings, environ: Mapping[str, str]) -> str:
-    if settings.api_key_env is None:
-        return NO_KEY
-    value = environ.get(settings.api_key_env)
-    if not value:
-        raise InputError(
-            f"judge.api_key_env: the environment variable {settings.api_key_env} is not set; "
-            "it must hold the judge endpoint's API key"
-        )
-    return value
-
-
-class RedactSecret(logging.Filter):
-    """Replace a secret's value in every log line (a server may echo what it got)."""
-
-    def __init__(self, secret: str):
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret and self.secret != NO_KEY:
-            message = record.getMessage()
-            if self.secret in message:
-                record.msg, record.args = message.replace(self.secret, "***"), ()
-        return True
-
-
-@contextlib.contextmanager
-def redacting(secret: str) -> Iterator[None]:
-    handlers = logging.getLogger().handlers
-    redact = RedactSecret(secret)
-    for handler in handlers:
-        handler.addFilter(redact)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(redact)
-
-
 @contextlib.contextmanager
 def open_judge(
     settings: JudgeSettings,
@@ -96,45 +54,10 @@ def open_judge(
     environ: Mapping[str, str],
     server_log: str | os.PathLike,
 ) -> Iterator[tuple[object, Ledger | None]]:
-    """The judge backend for `settings.kind` (a server is started and stopped here)."""
-    if settings.kind == "local":
-        from workflow_scripts.judging.local_judge import LocalJudge
-
-        if judge_model_dir is None:
-            raise InputError(f"judge.model: the local judge '{settings.model}' needs its model directory as input")
-        yield LocalJudge(judge_model_dir, judge_id, batch_size=settings.batch_size), None
-        return
-    ledger = Ledger(Prices(settings.price_per_mtok_input, settings.price_per_mtok_output), settings.budget_usd)
-    endpoint = dict(
-        model=settings.model,
-        method=settings.method,
-        concurrency=settings.concurrency,
-        max_retries=settings.max_retries,
-        timeout_s=settings.timeout_s,
-        retry_initial_s=settings.retry_initial_s,
-        retry_max_s=settings.retry_max_s,
-    )
-    if settings.kind == "openai":
-        api_key = api_key_from_env(settings, environ)
-        with redacting(api_key):
-            yield OpenAIJudge(EndpointSettings(base_url=settings.base_url, **endpoint), api_key, ledger, judge_id), ledger
-        return
-    from workflow_scripts.judging.server import free_port, served, vllm_command
-
-    server = settings.server
-    source = str(judge_model_dir) if judge_model_dir is not None else (server.get("hf_id") or settings.model)
-    port = free_port(server.get("port"))
-    command = vllm_command(
-        source,
-        settings.model,
-        port,
-        gpu_memory_utilization=server.get("gpu_memory_utilization", 0.85),
-        max_model_len=server.get("max_model_len"),
-        extra_args=server.get("extra_args") or (),
-        python=server.get("python"),
-    )
-    with served(command, port, server_log, server.get("startup_timeout_s", 900.0), env=dict(environ)) as running, redacting(running.api_key):
-        yield OpenAIJudge(EndpointSettings(base_url=running.base_url, **endpoint), running.api_key, ledger, judge_id), ledger
+    """The judge backend of `settings.kind` (judging/kinds.py), opened and closed here."""
+    opener = judge_kind(settings.kind).open()
+    with opener(settings, judge_id, judge_model_dir, environ, server_log) as opened:
+        yield opened
 
 
 def judge_samples(

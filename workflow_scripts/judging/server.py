@@ -24,9 +24,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +162,38 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+@contextlib.contextmanager
+def open_judge(
+    settings: Any,
+    judge_id: str,
+    judge_model_dir: str | os.PathLike | None,
+    environ: Mapping[str, str],
+    server_log: str | os.PathLike,
+) -> Iterator[tuple[Any, Any]]:
+    """Judge kind `vllm_server`: a vLLM OpenAI server started on this job's GPU for the
+    judge model, judged through like any endpoint, and stopped."""
+    from workflow_scripts.judging.openai_judge import (
+        OpenAIJudge,
+        endpoint_settings,
+        ledger_for,
+        redacting,
+    )
+
+    server = settings.server
+    source = str(judge_model_dir) if judge_model_dir is not None else (server.get("hf_id") or settings.model)
+    port = free_port(server.get("port"))
+    command = vllm_command(
+        source,
+        settings.model,
+        port,
+        gpu_memory_utilization=server.get("gpu_memory_utilization", 0.85),
+        max_model_len=server.get("max_model_len"),
+        extra_args=server.get("extra_args") or (),
+        python=server.get("python"),
+    )
+    ledger = ledger_for(settings)
+    timeout = server.get("startup_timeout_s", 900.0)
+    with served(command, port, server_log, timeout, env=dict(environ)) as running, redacting(running.api_key):
+        yield OpenAIJudge(endpoint_settings(settings, running.base_url), running.api_key, ledger, judge_id), ledger

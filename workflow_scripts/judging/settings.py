@@ -6,8 +6,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.judging.kinds import UnknownJudgeKind, judge_kind
 
-KINDS = ("openai", "local", "vllm_server")
 METHODS = ("logprob", "text")
 
 
@@ -39,12 +39,17 @@ class JudgeSettings:
         if unknown:
             raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
         settings = cls(**entry)
-        if settings.kind not in KINDS:
-            raise InputError(f"{where}.kind: unknown kind '{settings.kind}'; expected one of: {', '.join(KINDS)}")
+        try:
+            kind = judge_kind(settings.kind, f"{where}.kind")
+        except UnknownJudgeKind as err:
+            raise InputError(str(err)) from None
         if settings.method not in METHODS:
             raise InputError(f"{where}.method: unknown method '{settings.method}'; expected one of: {', '.join(METHODS)}")
-        if settings.kind == "local" and settings.method != "logprob":
-            raise InputError(f"{where}.method: the local judge scores the full 0..100 distribution; 'text' is for endpoints without logprobs")
+        if settings.method not in kind.methods:
+            raise InputError(
+                f"{where}.method: the {kind.name} judge supports {', '.join(kind.methods)}, "
+                f"not '{settings.method}'"
+            )
         return settings
 
     def public(self) -> dict:
