@@ -42,10 +42,13 @@ check_config(config, CONFIG_FILES, basedir=Path.cwd())
 # ---------------------------------------------------------------- grid dimensions
 from workflow_scripts.core.schema import NO_EM  # dataset of the no-EM controls
 
-MODELS = [m for m, entry in config["models"].items() if entry.get("grid", True)]
-PERSONAS = list(config["personas"])
-DATASETS = list(config.get("datasets", {}))
-SEEDS = [int(s) for s in config["seeds"]]
+from workflow_scripts.core.grid import Grid
+
+GRID = Grid.from_config(config)
+MODELS = list(GRID.models)
+PERSONAS = list(GRID.personas)
+DATASETS = list(GRID.datasets)
+SEEDS = list(GRID.seeds)
 REFERENCE_PERSONA = config["statistics"]["reference_persona"]
 
 
@@ -168,7 +171,7 @@ def em_settings(wildcards):
 
 def em_conditions():
     """(dataset, seed) pairs trained per model x persona."""
-    return [(d, s) for d in DATASETS for s in SEEDS]
+    return GRID.em_conditions()
 
 
 def em_adapters_of_persona(wildcards):
@@ -181,7 +184,7 @@ def em_adapters_of_persona(wildcards):
 
 
 def sampled_datasets():
-    return ([NO_EM] if config["controls"] else []) + DATASETS
+    return GRID.sampled_datasets()
 
 
 # ---------------------------------------------------------------- judging
@@ -407,10 +410,7 @@ except ValueError as err:
 
 def judged_files():
     return [
-        JUDGED.format(model=m, persona=p, dataset=d)
-        for m in MODELS
-        for p in PERSONAS
-        for d in sampled_datasets()
+        JUDGED.format(model=m, persona=p, dataset=d) for m, p, d in GRID.judged_cells()
     ]
 
 
@@ -425,12 +425,7 @@ def stats_settings(wildcards=None):
 
 def expected_conditions(wildcards=None):
     """Every condition the grid should produce (RESULTS.md lists the missing ones)."""
-    return [
-        {"model": m, "persona": p, "dataset": d}
-        for m in MODELS
-        for p in PERSONAS
-        for d in sampled_datasets()
-    ]
+    return [{"model": m, "persona": p, "dataset": d} for m, p, d in GRID.judged_cells()]
 
 
 def table_path(name):

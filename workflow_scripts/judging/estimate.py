@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow_scripts.core.schema import NO_EM
+from workflow_scripts.core.grid import Grid
 from workflow_scripts.judging.accounting import (
     CHAT_OVERHEAD_TOKENS,
     Prices,
@@ -68,9 +68,7 @@ def load_config(paths: Sequence[str | Path]) -> dict:
 
 
 def grid_cells(config: dict) -> list[tuple[str, str, str]]:
-    models = [m for m, entry in config["models"].items() if entry.get("grid", True)]
-    datasets = ([NO_EM] if config.get("controls", True) else []) + list(config.get("datasets", {}))
-    return [(m, p, d) for m in models for p in config["personas"] for d in datasets]
+    return Grid.from_config(config).judged_cells()
 
 
 def questions_for(config: dict, results: Path) -> dict[str, JudgeQuestion] | None:
