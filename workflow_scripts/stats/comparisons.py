@@ -28,9 +28,10 @@ import polars as pl
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, Design, bootstrap_interval
 from workflow_scripts.stats.descriptive import _unique, estimates, shared_em_datasets
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 
 TESTS = ("cluster_t", "cluster_wilcoxon", "mann_whitney")
 

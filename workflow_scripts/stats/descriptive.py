@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.bootstrap import (
     ClusterBootstrap,
     Design,
@@ -18,7 +19,7 @@ from workflow_scripts.stats.bootstrap import (
     cluster_t_interval,
     tail_column,
 )
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 
 
 def pct_column(threshold: float) -> str:

@@ -50,8 +50,9 @@ from plotnine import (
 )
 
 from workflow_scripts.core.io_utils import atomic_path
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.outputs import ANSWERS, CAPTIONS, FIGURES
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 from workflow_scripts.stats.tables import read_table
 
 log = logging.getLogger(__name__)

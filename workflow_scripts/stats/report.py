@@ -9,8 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.outputs import CAPTIONS, TABLES
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 from workflow_scripts.stats.tables import read_table
 
 log = logging.getLogger(__name__)

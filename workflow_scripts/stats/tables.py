@@ -13,7 +13,7 @@ import polars as pl
 
 from workflow_scripts.core.io_utils import atomic_path
 from workflow_scripts.core.misalignment import coherence_filter, with_misaligned
-from workflow_scripts.core.schema import ANALYSIS_SCHEMA, check_columns
+from workflow_scripts.core.schema import ANALYSIS_SCHEMA, NO_EM, check_columns
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, build_design
 from workflow_scripts.stats.comparisons import (
     TESTS,
@@ -29,7 +29,7 @@ from workflow_scripts.stats.descriptive import (
     persona_summary,
 )
 from workflow_scripts.stats.outputs import TABLES
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 
 log = logging.getLogger(__name__)
 
