@@ -13,6 +13,8 @@ TABLES = (
     "conditions",
     "personas",
     "comparisons",
+    "protection",
+    "em_effects",
     "hypotheses",
     "hypothesis_summary",
     "significant",
@@ -21,6 +23,10 @@ TABLES = (
     "cross_model",
     "missing_conditions",
     "missing_scores",
+    "prompt_variants",
+    "persona_check",
+    "seed_sd",
+    "design",
 )
 
 
