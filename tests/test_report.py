@@ -11,6 +11,7 @@ import pytest
 
 from tests.synthetic import SyntheticGrid, synthetic_answers
 from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.schema import CONTEXT_SCHEMA
 from workflow_scripts.stats.answers import concat_answers
 from workflow_scripts.stats.outputs import FIGURES, TABLES
 from workflow_scripts.stats.report import render_results
@@ -87,8 +88,10 @@ def test_answers_table_concatenates_judged_files_and_adds_judge_run(answers, tmp
         paths.append(path)
     table = concat_answers(paths)
     assert table.height == answers.height
-    assert table.columns == list(answers.columns)
+    assert table.columns == [*answers.columns, *CONTEXT_SCHEMA]
     assert set(table["judge_run"]) == {"1"}
+    assert set(table["prompt_variant"]) == {"base"}
+    assert set(table["composition"]) == {"extra"}  # kept: the base and adapter hashes
 
 
 def test_answers_table_rejects_a_duplicated_answer_naming_both_files(answers, tmp_path):
