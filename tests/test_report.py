@@ -50,12 +50,16 @@ def tables(answers, tmp_path_factory):
 def test_results_report_has_every_table_and_generated_findings(tables):
     text = render_results(tables, settings(), [f"results/final/{f}.png" for f in FIGURES])
     for heading in ("## Findings", "## Data", "## Missing", "## Method", "## Alignment by persona",
-                    "## Controls without EM", "## Hypotheses", "## Significant comparisons",
+                    "## Controls without EM", "## Hypotheses", "## Protection on the", "## Benign fine-tuning",
+                    "## Persona check", "## Seed-to-seed SD", "## Design calculator", "## Prompt variants",
+                    "## Level comparisons significant",
                     "## Tails", "## Dataset difficulty", "## Cross-model", "## Figures"):
         assert heading in text, heading
     summary = tables["hypothesis_summary"]
     n = summary.filter(pl.col("hypothesis") == "H2")["n_supported"][0]
-    assert f"**H2** (goodness higher than baseline), model-a: supported on {n} of 2 EM datasets" in text
+    assert (f"**H2** (goodness higher than baseline: EM fine-tuning harms it less), model-a: protection "
+            f"supported on {n} of 2 EM datasets") in text
+    assert "not assessable (1 seed)" in text
     baseline = tables["personas"].filter(pl.col("persona") == "baseline").row(0, named=True)
     assert f"| baseline | {int(baseline['n_scored'])} | {baseline['mean']:.1f} |" in text
     assert "![fig8_cross_model](fig8_cross_model.png)" in text
