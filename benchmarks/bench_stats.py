@@ -22,7 +22,6 @@ from workflow_scripts.stats.report import render_results
 from workflow_scripts.stats.settings import settings_from_config
 from workflow_scripts.stats.tables import compute_tables, write_tables
 
-
 BENIGN = ("good_medical", "technical_vehicles", "technical_kl", "misalignment_kl")  # as config/config.yaml
 
 
