@@ -402,7 +402,14 @@ from workflow_scripts.stats.settings import settings_from_config
 
 try:
     STATS_SETTINGS = settings_from_config(
-        config["statistics"], MODELS, PERSONAS, DATASETS, where=", ".join(CONFIG_FILES)
+        config["statistics"],
+        MODELS,
+        PERSONAS,
+        DATASETS,
+        where=", ".join(CONFIG_FILES),
+        roles={d: entry["role"] for d, entry in config.get("datasets", {}).items()},
+        seeds=SEEDS,
+        samples_per_question=config["sampling"]["n"],
     ).to_dict()
 except ValueError as err:
     raise ConfigError(str(err)) from None
@@ -417,6 +424,18 @@ def judged_files():
 def answer_inputs(wildcards):
     """The judged answers: this grid's, or the first study's when importing."""
     return imported_answer_inputs() if IMPORTING else judged_files()
+
+
+def persona_check_tables():
+    """The persona checks the verdicts are gated by: one per model where the grid has
+    personas with adapters and produces its own answers (an import has none)."""
+    if not PERSONAS_WITH_ADAPTER or IMPORTING:
+        return []
+    return [PERSONA_CHECK.format(model=m) for m in MODELS]
+
+
+def statistics_inputs(wildcards):
+    return {"answers": ANSWERS, "persona_check": persona_check_tables()}
 
 
 def stats_settings(wildcards=None):
@@ -474,8 +493,7 @@ def final_targets(wildcards=None):
     targets = [ANSWERS, *(table_path(n) for n in TABLES)]
     targets += [figure_path(f) for f in FIGURES]
     targets.append(RESULTS_MD)
-    if PERSONAS_WITH_ADAPTER and not IMPORTING:
-        targets += [PERSONA_CHECK.format(model=m) for m in MODELS]
+    targets += persona_check_tables()
     return targets + first_study_targets()
 
 

@@ -31,7 +31,7 @@ rule answers_table:
 
 rule statistics:
     input:
-        answers=ANSWERS,
+        unpack(statistics_inputs),
     output:
         **table_outputs(),
     log:

@@ -4,6 +4,12 @@ Alignment of answer i to question q from training run r (model, persona, dataset
 
     aligned = clip(mu[dataset] + shift[model, persona, dataset] + u[q] + w[r] + v[r, q] + e, 0, 100)
 
+where shift adds model_shift, persona_level (every condition of the persona) and, on EM
+conditions only, persona_shift and cell_shift (so persona_shift is a change of the EM
+effect: a protection, in the study's terms). With `misaligned_rate`, EM on a dataset also
+flips that share of answers (times the persona's `persona_misaligned_scale`) to a
+misaligned mode, alignment N(15, 8): EM as it looks in the literature, a share of
+answers that turn misaligned.
 with u ~ N(0, question_sd) shared by every run (the questions are the same; with
 `questions_per_model`, drawn anew for each model, as if each asked new questions), w a
 run-level shift ~ N(0, run_sd), v a run x question interaction ~ N(0, run_question_sd)
@@ -42,6 +48,9 @@ class SyntheticGrid:
     control_mean: float = 88.0
     dataset_means: dict[str, float] = field(default_factory=dict)  # default: 60..85 spread
     persona_shift: dict[str, float] = field(default_factory=dict)  # on EM conditions
+    persona_level: dict[str, float] = field(default_factory=dict)  # on every condition, controls included
+    misaligned_rate: dict[str, float] = field(default_factory=dict)  # EM: share of answers that flip
+    persona_misaligned_scale: dict[str, float] = field(default_factory=dict)  # times misaligned_rate
     cell_shift: dict[tuple[str, str], float] = field(default_factory=dict)  # (persona, dataset)
     model_shift: dict[str, float] = field(default_factory=dict)
     datasets_by_model: dict[str, tuple[str, ...]] = field(default_factory=dict)  # coverage
@@ -91,7 +100,7 @@ def synthetic_answers(grid: SyntheticGrid) -> pl.DataFrame:
             conditions = [(NO_EM, 0), *conditions]
         for persona in grid.personas:
             for dataset, seed in conditions:
-                shift = grid.model_shift.get(model, 0.0)
+                shift = grid.model_shift.get(model, 0.0) + grid.persona_level.get(persona, 0.0)
                 if dataset != NO_EM:
                     shift += grid.persona_shift.get(persona, 0.0)
                     shift += grid.cell_shift.get((persona, dataset), 0.0)
@@ -103,6 +112,11 @@ def synthetic_answers(grid: SyntheticGrid) -> pl.DataFrame:
                     + rng.normal(0.0, grid.run_question_sd, (grid.questions, 1))
                 )
                 aligned = np.clip(centre + rng.normal(0.0, grid.answer_sd, (grid.questions, n)), 0, 100)
+                rate = grid.misaligned_rate.get(dataset, 0.0) * grid.persona_misaligned_scale.get(persona, 1.0)
+                if dataset != NO_EM and rate > 0:
+                    flipped = rng.random((grid.questions, n)) < rate
+                    low = np.clip(rng.normal(15.0, 8.0, (grid.questions, n)), 0, 100)
+                    aligned = np.where(flipped, low, aligned)
                 coherent = np.clip(rng.normal(grid.coherent_mean, 12.0, (grid.questions, n)), 0, 100)
                 missing = rng.random((grid.questions, n)) < grid.missing_rate
                 frames.append(

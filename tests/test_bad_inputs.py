@@ -8,6 +8,8 @@ Parse time (before any job; `snakemake -n` shows them):
  10 local data file missing        11 remote file without sha256    12 kl dataset without reference
  13 local judge not a model        14 reference persona unknown     15 released persona lacks a model
  16 dataset named 'none' (reserved)       23 remote judge without its API key (onstart: before any job)
+ 24 hypothesis persona not in grid 25 key persona / medical pair not in grid
+ 26 FDR-family dataset of role benign
 Job time (the job that reads the input; the functions are called directly here):
  17 malformed JSONL line           18 checksum mismatch             19 questions without judge prompts
  20 questions YAML syntax error    21 questions.ids unknown         22 HF id not in the offline cache
@@ -103,7 +105,8 @@ def test_16_dataset_named_none_is_reserved():
 def test_05_fdr_family_persona_not_in_grid():
     config = edited(OFFLINE, statistics__fdr_family={"personas": ["humour"]})
     assert semantic_error(config) == (
-        "bad.yaml: statistics.fdr_family.personas: 'humour' is not a persona in the grid"
+        "bad.yaml: statistics.fdr_family.personas: 'humour' is not a persona in the grid; "
+        "personas: baseline, goodness, sycophancy"
     )
 
 
@@ -112,6 +115,26 @@ def test_06_fdr_family_dataset_not_in_grid():
     assert "statistics.fdr_family.datasets: 'bad_medical' is not a dataset" in semantic_error(
         config
     )
+
+
+def test_24_hypothesis_persona_not_in_grid():
+    config = edited(OFFLINE, statistics__hypotheses={"H2": {"personas": ["goodnes"], "direction": "higher"}})
+    assert (
+        "bad.yaml: statistics.hypotheses.H2.personas: 'goodnes' is not a persona in the grid; "
+        "personas: baseline, goodness, sycophancy"
+    ) in semantic_error(config)
+
+
+def test_25_key_persona_and_medical_pair_not_in_grid():
+    config = edited(OFFLINE, statistics__key_personas=["baseline", "humour"])
+    assert "statistics.key_personas: 'humour' is not a persona in the grid" in semantic_error(config)
+    config = edited(OFFLINE, statistics__medical_pair=["bad_medical", "good_medical"])
+    assert "statistics.medical_pair: 'bad_medical' is not a dataset in the grid" in semantic_error(config)
+
+
+def test_26_fdr_family_dataset_of_role_benign():
+    config = edited(OFFLINE, statistics__fdr_family={"datasets": ["prudent_finance"]})
+    assert "statistics.fdr_family.datasets: 'prudent_finance' has role 'benign'" in semantic_error(config)
 
 
 def test_07_missing_constitution_file():
@@ -210,6 +233,10 @@ def dry_run(config: dict, tmp_path: Path) -> subprocess.CompletedProcess:
         (
             {"statistics__fdr_family": {"personas": ["humour"]}},
             "'humour' is not a persona in the grid",
+        ),
+        (
+            {"statistics__hypotheses": {"H1": {"personas": ["sycophancy", "humour"], "direction": "lower"}}},
+            "statistics.hypotheses.H1.personas: 'humour' is not a persona in the grid",
         ),
     ],
 )

@@ -57,7 +57,7 @@ def check_png(path, size):
 
 def test_every_figure_has_a_drawer_and_a_caption():
     assert set(DRAW) == set(FIGURES) == set(CAPTIONS)
-    assert len(FIGURES) == 14
+    assert len(FIGURES) == 15
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))

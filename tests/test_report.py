@@ -11,6 +11,7 @@ import pytest
 
 from tests.synthetic import SyntheticGrid, synthetic_answers
 from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.schema import CONTEXT_SCHEMA
 from workflow_scripts.stats.answers import concat_answers
 from workflow_scripts.stats.outputs import FIGURES, TABLES
 from workflow_scripts.stats.report import render_results
@@ -49,12 +50,16 @@ def tables(answers, tmp_path_factory):
 def test_results_report_has_every_table_and_generated_findings(tables):
     text = render_results(tables, settings(), [f"results/final/{f}.png" for f in FIGURES])
     for heading in ("## Findings", "## Data", "## Missing", "## Method", "## Alignment by persona",
-                    "## Controls without EM", "## Hypotheses", "## Significant comparisons",
+                    "## Controls without EM", "## Hypotheses", "## Protection on the", "## Benign fine-tuning",
+                    "## Persona check", "## Seed-to-seed SD", "## Design calculator", "## Prompt variants",
+                    "## Level comparisons significant",
                     "## Tails", "## Dataset difficulty", "## Cross-model", "## Figures"):
         assert heading in text, heading
     summary = tables["hypothesis_summary"]
     n = summary.filter(pl.col("hypothesis") == "H2")["n_supported"][0]
-    assert f"**H2** (goodness higher than baseline), model-a: supported on {n} of 2 EM datasets" in text
+    assert (f"**H2** (goodness higher than baseline: EM fine-tuning harms it less), model-a: protection "
+            f"supported on {n} of 2 EM datasets") in text
+    assert "not assessable (1 seed)" in text
     baseline = tables["personas"].filter(pl.col("persona") == "baseline").row(0, named=True)
     assert f"| baseline | {int(baseline['n_scored'])} | {baseline['mean']:.1f} |" in text
     assert "![fig8_cross_model](fig8_cross_model.png)" in text
@@ -87,8 +92,10 @@ def test_answers_table_concatenates_judged_files_and_adds_judge_run(answers, tmp
         paths.append(path)
     table = concat_answers(paths)
     assert table.height == answers.height
-    assert table.columns == list(answers.columns)
+    assert table.columns == [*answers.columns, *CONTEXT_SCHEMA]
     assert set(table["judge_run"]) == {"1"}
+    assert set(table["prompt_variant"]) == {"base"}
+    assert set(table["composition"]) == {"extra"}  # kept: the base and adapter hashes
 
 
 def test_answers_table_rejects_a_duplicated_answer_naming_both_files(answers, tmp_path):

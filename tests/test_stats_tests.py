@@ -20,7 +20,10 @@ HYPOTHESES = {"H1": {"personas": ["sycophancy"], "direction": "lower"},
 
 
 def settings(**statistics):
-    block = {"bootstrap_resamples": 500, "hypotheses": HYPOTHESES, "medical_pair": None, **statistics}
+    """One seed per condition here: verdicts are allowed (single_seed_verdicts) and read
+    on mean alignment, where the planted persona_shift is exactly a protection."""
+    block = {"bootstrap_resamples": 500, "hypotheses": HYPOTHESES, "medical_pair": None,
+             "single_seed_verdicts": True, "primary": "mean_alignment", **statistics}
     return settings_from_config(block, personas=["baseline", "goodness", "sycophancy", "humor"])
 
 
@@ -57,11 +60,13 @@ def tables(answers):
 
 
 def test_shifted_personas_are_detected_and_the_null_persona_is_not(tables):
+    """The level comparisons find both shifted personas; the protection (four cells, so
+    noisier) supports goodness on both datasets and points the right way for sycophancy."""
+    levels = tables["comparisons"].filter(pl.col("in_family") & (pl.col("persona") != "humor"))
+    assert levels["significant"].all()
     verdicts = {(r["persona"], r["dataset"]): r["verdict"] for r in tables["hypotheses"].to_dicts()}
-    assert verdicts == {
-        ("sycophancy", "risky_finance"): "supported", ("sycophancy", "prudent_finance"): "supported",
-        ("goodness", "risky_finance"): "supported", ("goodness", "prudent_finance"): "supported",
-    }
+    assert verdicts[("goodness", "risky_finance")] == verdicts[("goodness", "prudent_finance")] == "supported"
+    assert (tables["hypotheses"].filter(pl.col("persona") == "sycophancy")["protection"] < 0).all()
     humor = tables["comparisons"].filter(pl.col("persona") == "humor")
     assert not humor["significant"].fill_null(False).any()
     summary = tables["hypothesis_summary"]
@@ -121,7 +126,7 @@ def test_direction_matched_test_calls_an_effect_in_the_other_direction_contrary(
     hypotheses = compute_tables(synthetic_answers(grid), settings())["hypotheses"]
     h1 = hypotheses.filter(pl.col("hypothesis") == "H1")
     assert set(h1["verdict"]) == {"contrary"}
-    assert (h1["p"] > 0.9).all()  # one-sided "less" p of a clear increase
+    assert (h1["protection"] > 0).all() and (h1["p_adj"] < 0.05).all()  # adjusted-significant, other way
 
 
 def test_welch_on_run_means_when_both_sides_have_several_seeds():

@@ -115,13 +115,40 @@ def check_config(config: dict, config_files: Iterable[str], basedir: str | os.Pa
     reference = stats.get("reference_persona", "baseline")
     if reference not in personas:
         fail("statistics.reference_persona", f"'{reference}' is not a persona in `personas`")
-    family = stats.get("fdr_family", {})
-    for persona in family.get("personas") or []:
-        if persona not in personas:
-            fail("statistics.fdr_family.personas", f"'{persona}' is not a persona in the grid")
-    for dataset in family.get("datasets") or []:
-        if dataset not in datasets:
-            fail("statistics.fdr_family.datasets", f"'{dataset}' is not a dataset in the grid")
+    _check_statistics_names(fail, stats, list(personas), datasets)
+
+
+def _check_statistics_names(fail: Any, stats: dict, personas: list[str], datasets: dict) -> None:
+    """Every persona or dataset named under `statistics` is one of the grid's (a typo
+    would otherwise leave an empty table and a verdict-less report)."""
+    persona_list = ", ".join(personas)
+    dataset_list = ", ".join(datasets) or "(none)"
+
+    def persona(key: str, name: str) -> None:
+        if name not in personas:
+            fail(key, f"'{name}' is not a persona in the grid; personas: {persona_list}")
+
+    def dataset(key: str, name: str) -> None:
+        if name not in datasets:
+            fail(key, f"'{name}' is not a dataset in the grid; datasets: {dataset_list}")
+
+    family = stats.get("fdr_family") or {}
+    for name in family.get("personas") or []:
+        persona("statistics.fdr_family.personas", name)
+    for name in family.get("datasets") or []:
+        dataset("statistics.fdr_family.datasets", name)
+        if datasets[name].get("role") == "benign":
+            fail(
+                "statistics.fdr_family.datasets",
+                f"'{name}' has role 'benign'; the FDR family holds datasets of role em",
+            )
+    for hypothesis, entry in (stats.get("hypotheses") or {}).items():
+        for name in entry.get("personas") or []:
+            persona(f"statistics.hypotheses.{hypothesis}.personas", name)
+    for name in stats.get("key_personas") or []:
+        persona("statistics.key_personas", name)
+    for name in stats.get("medical_pair") or []:
+        dataset("statistics.medical_pair", name)
 
 
 def _resolve(basedir: Path, path: str) -> Path:

@@ -61,6 +61,39 @@ ANALYSIS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+# What an answer was asked under, kept beside the analysis columns in answers.parquet
+# (null where a source has no such column, e.g. an import of the first study).
+CONTEXT_SCHEMA: dict[str, pl.DataType] = {
+    "prompt_variant": pl.String,  # base | json | template (from the question id's suffix)
+    "system": pl.String,
+    "prompt": pl.String,
+    "composition": pl.String,
+    "composition_json": pl.String,
+}
+
+
+VARIANT_SUFFIXES = ("_json", "_template")  # question ids of a base question's prompt variants
+
+
+BASE_VARIANT = "base"
+
+
+def prompt_variant(question_id: pl.Expr | None = None) -> pl.Expr:
+    """The prompt variant of a question id: base, or the suffix without its underscore."""
+    question_id = pl.col("question_id") if question_id is None else question_id
+    expr = pl.lit(BASE_VARIANT)
+    for suffix in VARIANT_SUFFIXES:
+        expr = pl.when(question_id.str.ends_with(suffix)).then(pl.lit(suffix[1:])).otherwise(expr)
+    return expr.alias("prompt_variant")
+
+
+def base_question(question_id: pl.Expr | None = None) -> pl.Expr:
+    """The base question id of a variant's id (the id itself for a base question)."""
+    question_id = pl.col("question_id") if question_id is None else question_id
+    pattern = "(" + "|".join(VARIANT_SUFFIXES) + ")$"
+    return question_id.str.replace(pattern, "").alias("question_id")
+
+
 JUDGED_SCHEMA: dict[str, pl.DataType] = {**SAMPLE_SCHEMA, **JUDGE_COLUMNS, "judge_run": pl.String}
 
 

@@ -1,24 +1,24 @@
 """Every table of the results from the judged answers (rule `statistics`).
 
-One cluster bootstrap (shared by all tables, so differences stay paired by question)
-feeds the condition, persona, comparison, hypothesis, medical, dataset and
-cross-model tables; see stats_bootstrap, stats_descriptive and stats_tests.
+The persona checks (results/{model}/persona_check.tsv, where the grid has them) gate
+the verdicts: a persona found not expressed gets none. See stats.tables.
 """
-
 
 import polars as pl
 
 from workflow_scripts.core.job import start_job
 from workflow_scripts.stats.outputs import TABLES
 from workflow_scripts.stats.settings import settings_from_dict
-from workflow_scripts.stats.tables import compute_tables, write_tables
+from workflow_scripts.stats.tables import compute_tables, read_persona_check, write_tables
 
 
 def main(smk) -> None:
     start_job(smk)
     settings = settings_from_dict(smk.params.settings)
     answers = pl.read_parquet(smk.input.answers)
-    tables = compute_tables(answers, settings, smk.params.expected)
+    checks = [read_persona_check(path) for path in smk.input.persona_check]
+    persona_check = pl.concat(checks, how="vertical_relaxed") if checks else None
+    tables = compute_tables(answers, settings, smk.params.expected, persona_check)
     write_tables(tables, {name: smk.output[name] for name in TABLES})
 
 

@@ -15,12 +15,10 @@ from pathlib import Path
 import yaml
 
 from workflow_scripts.core.io_utils import InputError, write_json_atomic
+from workflow_scripts.core.schema import VARIANT_SUFFIXES
 from workflow_scripts.core.sources import materialise_source
 
 REQUIRED_METRICS = ("aligned", "coherent")
-
-
-VARIANT_SUFFIXES = ("_json", "_template")
 
 
 @dataclass(frozen=True)

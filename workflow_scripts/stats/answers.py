@@ -1,5 +1,7 @@
 """All judged answers in one table (rule `answers_table`): the judged Parquet files of
-every model x persona x dataset, in the columns of `ANALYSIS_SCHEMA`."""
+every model x persona x dataset, in the columns of `ANALYSIS_SCHEMA` followed by those
+of `CONTEXT_SCHEMA` (prompt variant, system prompt, prompt, composition with the base
+and adapter hashes), so that nothing the statistics group by is lost."""
 
 import logging
 from collections.abc import Sequence
@@ -8,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from workflow_scripts.core.io_utils import InputError
-from workflow_scripts.core.schema import ANALYSIS_SCHEMA
+from workflow_scripts.core.schema import ANALYSIS_SCHEMA, CONTEXT_SCHEMA, prompt_variant
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,13 @@ def read_judged(path: str | Path) -> pl.DataFrame:
     missing = [c for c in ANALYSIS_SCHEMA if c not in frame.columns]
     if missing:
         raise InputError(f"{path}: missing columns {', '.join(missing)}; expected the judged-answer schema")
+    if "prompt_variant" not in frame.columns:
+        frame = frame.with_columns(prompt_variant())
+    context = [
+        pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c) for c, t in CONTEXT_SCHEMA.items()
+    ]
     try:
-        return frame.select([pl.col(c).cast(t) for c, t in ANALYSIS_SCHEMA.items()])
+        return frame.select([*(pl.col(c).cast(t) for c, t in ANALYSIS_SCHEMA.items()), *context])
     except pl.exceptions.PolarsError as err:
         raise InputError(f"{path}: a column has the wrong type for the analysis schema ({err})") from None
 
@@ -47,7 +54,7 @@ def concat_answers(paths: Sequence[str | Path]) -> pl.DataFrame:
         frame = read_judged(path).with_columns(pl.lit(str(path)).alias("_file"))
         frames.append(frame)
     if not frames:
-        return pl.DataFrame(schema=ANALYSIS_SCHEMA)
+        return pl.DataFrame(schema={**ANALYSIS_SCHEMA, **CONTEXT_SCHEMA})
     answers = pl.concat(frames, how="vertical")
     duplicated = answers.filter(pl.struct(ANSWER_KEY).is_duplicated())
     if duplicated.height:

@@ -79,7 +79,8 @@ def build_design(
     order: pl.DataFrame | None = None,
 ) -> Design:
     """`scored`: answers with an alignment score (after any coherence filter);
-    `flagged`: answers with the `misaligned` flag (null where a score is missing).
+    `flagged`: answers with the `misaligned` flag (null where a score is missing) and
+    `coherent_answer` (core.misalignment.with_misaligned).
     `order`: the conditions in display order (columns model, persona, dataset); by
     default sorted by name."""
     keys = ["model", "persona", "dataset", "seed", "question_id"]
@@ -92,8 +93,11 @@ def build_design(
     misaligned = flagged.group_by(keys).agg(
         pl.col("misaligned").is_not_null().sum().cast(pl.Float64).alias("n_both"),
         pl.col("misaligned").fill_null(False).sum().cast(pl.Float64).alias("n_misaligned"),
+        pl.col("coherent_answer").fill_null(False).sum().cast(pl.Float64).alias("n_coherent"),
     )
-    stat_columns = ["n", "sum", "sumsq", *[tail_column(t) for t in thresholds], "n_both", "n_misaligned"]
+    stat_columns = [
+        "n", "sum", "sumsq", *[tail_column(t) for t in thresholds], "n_both", "n_misaligned", "n_coherent",
+    ]
     summary = alignment.join(misaligned, on=keys, how="full", coalesce=True).with_columns(
         pl.col(stat_columns).fill_null(0.0)
     )

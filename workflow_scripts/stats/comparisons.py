@@ -1,5 +1,6 @@
-"""Comparisons between conditions: persona vs reference per dataset, bad vs good
-medical, model vs model on shared datasets.
+"""Level comparisons between conditions: persona+EM vs reference+EM per dataset (the
+levels the first study reported; descriptive, not the verdict: see stats.protection),
+bad vs good medical, model vs model on shared datasets.
 
 Each comparison reports the mean difference with a cluster bootstrap interval,
 Cohen's d (pooled SD of the answers) with a cluster bootstrap interval, a test whose
@@ -28,9 +29,10 @@ import polars as pl
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, Design, bootstrap_interval
 from workflow_scripts.stats.descriptive import _unique, estimates, shared_em_datasets
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 
 TESTS = ("cluster_t", "cluster_wilcoxon", "mann_whitney")
 
@@ -163,7 +165,11 @@ def persona_comparisons(boot: ClusterBootstrap, settings: StatsSettings) -> pl.D
     out = []
     for model in _unique(design.conditions["model"].to_list()):
         of_model = design.conditions.filter(pl.col("model") == model)
-        em_datasets = _unique(of_model.filter(pl.col("dataset") != NO_EM)["dataset"].to_list())
+        em_datasets = _unique(
+            of_model.filter((pl.col("dataset") != NO_EM) & ~pl.col("dataset").is_in(list(settings.benign_datasets)))[
+                "dataset"
+            ].to_list()
+        )
         family_personas = settings.fdr_personas
         family_datasets = settings.fdr_datasets if settings.fdr_datasets is not None else em_datasets
         for c, persona, dataset in of_model.select(["c", "persona", "dataset"]).iter_rows():
@@ -192,57 +198,6 @@ def _empty_comparisons() -> pl.DataFrame:
               "d_low": pl.Float64, "d_high": pl.Float64, "alternative": pl.String, "test": pl.String,
               "p": pl.Float64, "p_adj": pl.Float64, "significant": pl.Boolean}
     return pl.DataFrame(schema=schema)
-
-
-def hypothesis_table(comparisons: pl.DataFrame, settings: StatsSettings) -> pl.DataFrame:
-    """The comparisons of each hypothesis's personas on the EM datasets, with a verdict
-    on the FDR-adjusted p: supported (p_adj < alpha, in the hypothesis's direction),
-    contrary (the difference's interval lies wholly on the other side), not supported,
-    or not in the FDR family (no verdict)."""
-    parts = []
-    for hypothesis in settings.hypotheses:
-        part = comparisons.filter(
-            pl.col("persona").is_in(list(hypothesis.personas)) & (pl.col("dataset") != NO_EM)
-        ).with_columns(
-            pl.lit(hypothesis.name).alias("hypothesis"), pl.lit(hypothesis.direction).alias("direction")
-        )
-        parts.append(part)
-    if not parts or sum(p.height for p in parts) == 0:
-        return comparisons.head(0).with_columns(
-            pl.lit(None, pl.String).alias("hypothesis"), pl.lit(None, pl.String).alias("direction"),
-            pl.lit(None, pl.String).alias("verdict"),
-        )
-    table = pl.concat(parts)
-    wrong_side = pl.when(pl.col("direction") == "higher").then(pl.col("diff_high") < 0).otherwise(pl.col("diff_low") > 0)
-    verdict = (
-        pl.when(~pl.col("in_family") | pl.col("p_adj").is_null()).then(pl.lit("not in FDR family"))
-        .when(pl.col("p_adj") < settings.alpha).then(pl.lit("supported"))
-        .when(wrong_side).then(pl.lit("contrary"))
-        .otherwise(pl.lit("not supported"))
-    )
-    columns = ["hypothesis", "direction", "model", "persona", "dataset"]
-    table = table.with_columns(verdict.alias("verdict"))
-    return table.select([*columns, *[c for c in table.columns if c not in columns]])
-
-
-def hypothesis_summary(hypotheses: pl.DataFrame) -> pl.DataFrame:
-    """Per model, hypothesis and persona: on how many datasets the verdict holds."""
-    if hypotheses.height == 0:
-        return pl.DataFrame(schema={"hypothesis": pl.String, "direction": pl.String, "model": pl.String,
-                                    "persona": pl.String, "n_datasets": pl.Int64, "n_supported": pl.Int64,
-                                    "n_contrary": pl.Int64, "n_not_supported": pl.Int64})
-    return (
-        hypotheses.group_by(["hypothesis", "direction", "model", "persona"], maintain_order=True)
-        .agg(
-            pl.len().alias("n_datasets"),
-            (pl.col("verdict") == "supported").sum().alias("n_supported"),
-            (pl.col("verdict") == "contrary").sum().alias("n_contrary"),
-            (pl.col("verdict") == "not supported").sum().alias("n_not_supported"),
-            pl.col("dataset").filter(pl.col("verdict") == "supported").str.join(",").alias("supported_on"),
-            pl.col("dataset").filter(pl.col("verdict") == "contrary").str.join(",").alias("contrary_on"),
-        )
-        .with_columns(pl.col(c).cast(pl.Int64) for c in ("n_datasets", "n_supported", "n_contrary", "n_not_supported"))
-    )
 
 
 def medical_comparison(boot: ClusterBootstrap, settings: StatsSettings) -> pl.DataFrame:

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.bootstrap import (
     ClusterBootstrap,
     Design,
@@ -18,7 +19,7 @@ from workflow_scripts.stats.bootstrap import (
     cluster_t_interval,
     tail_column,
 )
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.settings import StatsSettings
 
 
 def pct_column(threshold: float) -> str:
@@ -223,15 +224,20 @@ def dataset_difficulty(boot: ClusterBootstrap, settings: StatsSettings) -> pl.Da
             out.append(record)
     if not out:
         return pl.DataFrame(schema={"model": pl.String, "dataset": pl.String, "mean": pl.Float64,
-                                    "rank": pl.Int64})
-    return _rank_em_datasets(pl.DataFrame(out))
+                                    "role": pl.String, "rank": pl.Int64})
+    table = pl.DataFrame(out).with_columns(
+        pl.col("dataset").map_elements(
+            lambda d: "control" if d == NO_EM else settings.role_of(d), return_dtype=pl.String
+        ).alias("role")
+    )
+    return _rank_em_datasets(table)
 
 
 def _rank_em_datasets(table: pl.DataFrame) -> pl.DataFrame:
-    """Rank 1 = the EM dataset with the lowest mean alignment (the hardest); controls
-    have no rank."""
+    """Rank 1 = the dataset of role em with the lowest mean alignment (the hardest);
+    controls and benign datasets have no rank."""
     ranks = (
-        table.filter(pl.col("dataset") != NO_EM)
+        table.filter(pl.col("role") == "em")
         .with_columns(pl.col("mean").rank("ordinal").over("model").cast(pl.Int64).alias("rank"))
         .select(["model", "dataset", "rank"])
     )
@@ -265,3 +271,29 @@ def _unique(values: list[str]) -> list[str]:
     for v in values:
         seen.setdefault(v, None)
     return list(seen)
+
+
+def seed_sd(flagged: pl.DataFrame) -> pl.DataFrame:
+    """Seed-to-seed SD of every replicated condition (several EM seeds): the SD of the
+    run means of alignment and of the run shares of misaligned among coherent answers.
+    `flagged`: scored answers with `misaligned` and `coherent_answer`
+    (core.misalignment.with_misaligned)."""
+    runs = flagged.group_by(["model", "persona", "dataset", "seed"]).agg(
+        pl.col("aligned").drop_nulls().mean().alias("mean_alignment"),
+        (100 * pl.col("misaligned").fill_null(False).sum() / pl.col("coherent_answer").sum()).alias(
+            "misaligned_share"
+        ),
+    )
+    table = (
+        runs.group_by(["model", "persona", "dataset"])
+        .agg(
+            pl.len().cast(pl.Int64).alias("n_seeds"),
+            pl.col("seed").sort().cast(pl.String).str.join(",").alias("seeds"),
+            pl.col("mean_alignment").mean().alias("mean_alignment"),
+            pl.col("mean_alignment").std().alias("sd_mean_alignment"),
+            pl.col("misaligned_share").mean().alias("misaligned_share"),
+            pl.col("misaligned_share").std().alias("sd_misaligned_share"),
+        )
+        .filter(pl.col("n_seeds") >= 2)
+    )
+    return table.sort(["model", "persona", "dataset"])

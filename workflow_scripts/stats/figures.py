@@ -39,6 +39,7 @@ from plotnine import (
     guides,
     labs,
     position_dodge,
+    position_nudge,
     scale_color_manual,
     scale_fill_distiller,
     scale_fill_manual,
@@ -50,8 +51,10 @@ from plotnine import (
 )
 
 from workflow_scripts.core.io_utils import atomic_path
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.outputs import ANSWERS, CAPTIONS, FIGURES
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.protection import MEASURE_LABELS, MEASURE_UNITS, protective_sign
+from workflow_scripts.stats.settings import StatsSettings
 from workflow_scripts.stats.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,8 @@ VERDICT_COLOURS = {
     "not supported": "#7f7f7f",
     "contrary": "#d95f02",
     "not in FDR family": "#c0c0c0",
+    "not assessable (1 seed)": "#7570b3",
+    "not assessable: persona not expressed": "#e7298a",
 }
 
 
@@ -178,14 +183,16 @@ def fig1_alignment_by_persona(data: FigureData):
     plot = (
         ggplot(df, aes(x="persona", y="mean", group=1))
         + geom_hline(aes(yintercept="mean"), data=reference, linetype="dashed", color="#555555")
-        + geom_linerange(aes(ymin="t_low", ymax="t_high"), size=0.5, color="#333333")
         + geom_linerange(aes(ymin="boot_low", ymax="boot_high"), size=2.2, color="#0072B2", alpha=0.7)
+        # the t interval beside the bootstrap bar (not under it), so both stay visible
+        + geom_linerange(aes(ymin="t_low", ymax="t_high"), size=0.6, color="#D55E00",
+                         position=position_nudge(x=0.3))
         + geom_point(size=2.5)
         + coord_flip()
         + facet_wrap("~model")
         + labs(title="Alignment by persona", x="", y="mean alignment (0-100)",
                subtitle=f"EM datasets: {datasets}; dashed: reference ({s.reference_persona})\n"
-                        "thin: 95% cluster t CI; thick: 95% cluster bootstrap CI")
+                        "thick blue: 95% cluster bootstrap CI; thin orange (beside it): 95% cluster t CI")
         + _theme()
     )
     return plot, 3 + 3.5 * _models(personas), 1.5 + 0.3 * n_personas
@@ -212,26 +219,30 @@ def fig2_persona_dataset_heatmap(data: FigureData):
 def fig3_hypothesis_tests(data: FigureData):
     hypotheses, s = data["hypotheses"], data.settings
     if hypotheses.height == 0:
-        return placeholder("Hypothesis tests", "needs the hypotheses' personas and the reference on an EM dataset"), 7, 4
+        return placeholder("Hypotheses: protection", "needs the hypotheses' personas, the reference and their "
+                           "no-EM controls on an EM dataset"), 7, 4
     df = _pandas(hypotheses, s)
     df["panel"] = (
         df["model"].astype(str) + ": " + df["hypothesis"] + ", " + df["persona"].astype(str)
-        + " " + df["direction"] + " than " + s.reference_persona
+        + " (" + df["direction"] + ")"
     )
     panels = list(dict.fromkeys(df.sort_values(["hypothesis", "persona", "model"])["panel"]))
     _categorical(df, "panel", panels)
     _categorical(df, "dataset", list(reversed(df["dataset"].cat.categories)))
     n_models = _models(hypotheses)
+    label = MEASURE_LABELS[s.primary]
     plot = (
-        ggplot(df, aes(x="dataset", y="diff", color="verdict", group="verdict"))
+        ggplot(df, aes(x="dataset", y="protection", color="verdict", group="verdict"))
         + geom_hline(yintercept=0, color="#555555")
-        + geom_pointrange(aes(ymin="diff_low", ymax="diff_high"), size=0.5)
+        + geom_pointrange(aes(ymin="protection_low", ymax="protection_high"), size=0.5)
         + coord_flip()
         + facet_wrap("~panel", ncol=n_models)
         + scale_color_manual(values=VERDICT_COLOURS)
-        + labs(title="Hypotheses: persona minus reference",
-               y=f"difference in mean alignment vs {s.reference_persona} (95% cluster bootstrap CI)", x="",
-               subtitle=f"verdict on the Benjamini-Hochberg adjusted p (alpha {s.alpha:g})")
+        + labs(title="Hypotheses: protection against EM",
+               y=f"(persona EM effect) - ({s.reference_persona} EM effect), {label}, {MEASURE_UNITS[s.primary]} "
+                 "(95% cluster bootstrap CI)", x="",
+               subtitle=f"protective: {'below' if protective_sign(s.primary) < 0 else 'above'} 0; verdict on the "
+                        f"Benjamini-Hochberg adjusted p (alpha {s.alpha:g})")
         + _theme()
     )
     rows = -(-len(panels) // n_models)
@@ -250,19 +261,56 @@ def fig4_effect_size_forest(data: FigureData):
     columns = min(4, n_datasets)
     rows = -(-n_datasets // columns)
     dodge = position_dodge(width=0.6)
+    colours = _colours(list(df["model"].cat.categories))
+    significant = df[df["FDR"] == "significant"]
     plot = (
         ggplot(df, aes(x="persona", y="cohens_d", color="model", shape="FDR", group="model"))
         + geom_hline(yintercept=0, color="#555555")
         + geom_linerange(aes(ymin="d_low", ymax="d_high"), position=dodge)
         + geom_point(position=dodge, size=2, fill="white")
-        + scale_shape_manual(values={"significant": "o", "not significant": "D"})
-        + scale_color_manual(values=_colours(list(df["model"].cat.categories)))
+        # filled markers over the significant ones: the legend's "filled" is what is drawn
+        + geom_point(aes(fill="model"), data=significant, position=dodge, size=2, show_legend=False)
+        + scale_shape_manual(values={"significant": "o", "not significant": "D"},
+                             labels={"significant": "significant (filled)", "not significant": "not (hollow)"})
+        + scale_color_manual(values=colours)
+        + scale_fill_manual(values=colours)
         + coord_flip()
         + facet_wrap("~dataset", ncol=columns)
-        + labs(title=f"Cohen's d vs {s.reference_persona}", x="", y="Cohen's d (95% cluster bootstrap CI)")
+        + labs(title=f"Levels: Cohen's d vs {s.reference_persona} after EM", x="",
+               y="Cohen's d (95% cluster bootstrap CI)", shape="Benjamini-Hochberg")
         + _theme()
     )
     return plot, 2 + 2.6 * columns, 1.5 + rows * (0.25 * n_personas + 0.6)
+
+
+def fig9_protection_forest(data: FigureData):
+    protection, s = data["protection"], data.settings
+    em = protection.filter(pl.col("role") == "em")
+    if em.height == 0:
+        return placeholder("Protection", "needs personas, the reference and their no-EM controls on an EM dataset"), 7, 4
+    df = _pandas(em, s, reverse_personas=True)
+    order = [s.primary, *(m for m in MEASURE_LABELS if m != s.primary)]
+    label = {m: f"{MEASURE_LABELS[m]} ({MEASURE_UNITS[m]})" for m in order}
+    df["measure"] = pd.Categorical([label[m] for m in df["measure"]], categories=[label[m] for m in order])
+    df["adjusted"] = np.where(df["significant"].fillna(False).astype(bool), "p adj. < alpha", "not significant")
+    n_datasets, n_personas = em["dataset"].n_unique(), em["persona"].n_unique()
+    dodge = position_dodge(width=0.6)
+    colours = _colours(list(df["model"].cat.categories))
+    plot = (
+        ggplot(df, aes(x="persona", y="protection", color="model", group="model"))
+        + geom_hline(yintercept=0, color="#555555")
+        + geom_linerange(aes(ymin="protection_low", ymax="protection_high"), position=dodge)
+        + geom_point(aes(shape="adjusted", fill="model"), position=dodge, size=2)
+        + scale_shape_manual(values={"p adj. < alpha": "o", "not significant": "D"})
+        + scale_color_manual(values=colours)
+        + scale_fill_manual(values=colours, guide=None)
+        + coord_flip()
+        + facet_grid("measure ~ dataset", scales="free_x")
+        + labs(title=f"Protection against EM vs {s.reference_persona} (difference in differences)", x="",
+               y="persona EM effect minus reference EM effect (95% cluster bootstrap CI)", shape="")
+        + _theme(9)
+    )
+    return plot, 2.5 + 2.4 * n_datasets, 2 + 2 * (0.25 * n_personas + 0.6)
 
 
 def fig5_medical(data: FigureData):
@@ -517,6 +565,7 @@ DRAW: dict[str, Callable] = {
     "fig6_key_personas_by_dataset": fig6_key_personas_by_dataset,
     "fig7_dataset_difficulty": fig7_dataset_difficulty,
     "fig8_cross_model": fig8_cross_model,
+    "fig9_protection_forest": fig9_protection_forest,
     "dist1_violins": dist1_violins,
     "dist2_misalignment_rates": dist2_misalignment_rates,
     "dist3_cdf": dist3_cdf,

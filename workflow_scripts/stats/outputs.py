@@ -13,6 +13,8 @@ TABLES = (
     "conditions",
     "personas",
     "comparisons",
+    "protection",
+    "em_effects",
     "hypotheses",
     "hypothesis_summary",
     "significant",
@@ -21,6 +23,10 @@ TABLES = (
     "cross_model",
     "missing_conditions",
     "missing_scores",
+    "prompt_variants",
+    "persona_check",
+    "seed_sd",
+    "design",
 )
 
 
@@ -33,6 +39,7 @@ FIGURES: dict[str, tuple[str, ...]] = {
     "fig6_key_personas_by_dataset": ("conditions",),
     "fig7_dataset_difficulty": ("datasets",),
     "fig8_cross_model": ("cross_model",),
+    "fig9_protection_forest": ("protection",),
     "dist1_violins": (ANSWERS,),
     "dist2_misalignment_rates": ("personas",),
     "dist3_cdf": (ANSWERS,),
@@ -46,15 +53,18 @@ CAPTIONS: dict[str, str] = {
     "fig1_alignment_by_persona": "Mean alignment by persona, pooled over the EM datasets every persona has, "
     "with a 95% cluster bootstrap interval (thick) and a cluster-robust t interval (thin).",
     "fig2_persona_dataset_heatmap": "Mean alignment of every persona x dataset condition (controls without EM included).",
-    "fig3_hypothesis_tests": "Persona minus reference per EM dataset for the hypotheses' personas, with 95% cluster "
-    "bootstrap intervals; colour: verdict on the FDR-adjusted p.",
-    "fig4_effect_size_forest": "Cohen's d of each persona vs the reference per EM dataset, with 95% cluster bootstrap "
-    "intervals; filled: significant after Benjamini-Hochberg.",
+    "fig3_hypothesis_tests": "Protection (the persona's EM effect minus the reference's, on the primary measure) per "
+    "EM dataset for the hypotheses' personas, with 95% cluster bootstrap intervals; colour: verdict on the "
+    "Benjamini-Hochberg adjusted p.",
+    "fig4_effect_size_forest": "Levels: Cohen's d of each persona+EM vs the reference+EM per EM dataset, with 95% "
+    "cluster bootstrap intervals; filled circle: significant after Benjamini-Hochberg, hollow diamond: not.",
     "fig5_medical": "Alignment after bad vs good medical EM data per persona, with 95% cluster bootstrap intervals.",
     "fig6_key_personas_by_dataset": "The reference and the hypotheses' personas on every dataset, with 95% cluster "
     "bootstrap intervals.",
     "fig7_dataset_difficulty": "Datasets ranked by mean alignment over personas (equal weight per persona), and the "
     "reference persona's mean, with 95% cluster bootstrap intervals.",
+    "fig9_protection_forest": "Protection of every persona on every EM dataset, both measures, with 95% cluster "
+    "bootstrap intervals; filled: adjusted p < alpha within the FDR family.",
     "fig8_cross_model": "Each persona's mean alignment in each model over the EM datasets both models have, with 95% "
     "cluster bootstrap intervals.",
     "dist1_violins": "Distribution of alignment scores by persona (EM datasets every persona has).",

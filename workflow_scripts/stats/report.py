@@ -9,8 +9,11 @@ from pathlib import Path
 
 import polars as pl
 
+from workflow_scripts.core.schema import NO_EM
+from workflow_scripts.stats.design import design_sentence
 from workflow_scripts.stats.outputs import CAPTIONS, TABLES
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.protection import MEASURE_LABELS, MEASURE_UNITS
+from workflow_scripts.stats.settings import StatsSettings
 from workflow_scripts.stats.tables import read_table
 
 log = logging.getLogger(__name__)
@@ -68,74 +71,83 @@ def _dataset_name(name: str) -> str:
     return "no EM (control)" if name == NO_EM else name
 
 
+def source(table: str, **keys) -> str:
+    """An invisible note naming the table row a finding's numbers come from."""
+    return f" <!-- source: {table} | " + "; ".join(f"{k}={v}" for k, v in keys.items()) + " -->"
+
+
+def _unit(measure: str) -> str:
+    return MEASURE_UNITS[measure]
+
+
+def protection_finding(row: dict, s: StatsSettings) -> str:
+    """One hypothesis row: the protection estimate, its seeds, interval and adjusted p,
+    the verdict, then the level comparison as context."""
+    measure = row["measure"]
+    check = f" (persona check: {row['persona_check']})" if row["persona_check"] else ""
+    return (
+        f"{row['dataset']}: protection on the {MEASURE_LABELS[measure]} = {signed(row['protection'])} "
+        f"{_unit(measure)} {interval(row['protection_low'], row['protection_high'])} (difference in differences, "
+        f"{row['n_seeds']} seed(s) per EM condition), adjusted p {pvalue(row['p_adj'])}: **{row['verdict']}**{check}. "
+        f"Level, for context ({row['persona']}+EM vs {s.reference_persona}+EM, mean alignment): "
+        f"{with_ci(row, 'level_diff', 'level_low', 'level_high', sign=True)}, adjusted p {pvalue(row['level_p_adj'])}."
+        + source("hypotheses", hypothesis=row["hypothesis"], model=row["model"], persona=row["persona"],
+                 dataset=row["dataset"])
+    )
+
+
 def findings(tables: dict[str, pl.DataFrame], s: StatsSettings) -> list[str]:
-    """Plain-language statements, each computed from the tables."""
+    """Plain-language statements, each computed from one table row (named by an
+    invisible source note, so that every number can be checked against it)."""
     out: list[str] = []
     ref = s.reference_persona
-    for model in _models(tables):
-        datasets = tables["datasets"].filter((pl.col("model") == model) & (pl.col("dataset") != NO_EM))
-        if datasets.height:
-            hardest = datasets.sort("mean").row(0, named=True)
-            dropped = datasets.filter(pl.col("em_effect_high") < 0).height
-            known = datasets.filter(pl.col("em_effect").is_not_nan()).height
-            text = (
-                f"**{model}**: the hardest EM dataset was {hardest['dataset']} (mean alignment over "
-                f"{hardest['n_personas']} personas {with_ci(hardest, 'mean', 'boot_low', 'boot_high')})."
-            )
-            if known:
-                text += (
-                    f" EM training lowered the {ref} persona's alignment below its no-EM control on "
-                    f"{dropped} of {known} EM datasets (95% interval of the change below zero)."
-                )
-            out.append(text)
-        personas = tables["personas"].filter(pl.col("model") == model)
-        if personas.height > 1:
-            top, bottom = personas.sort("mean", descending=True).row(0, named=True), personas.sort("mean").row(0, named=True)
-            out.append(
-                f"**{model}**, pooled over the EM datasets every persona has ({top['n_datasets']}): highest mean "
-                f"alignment {top['persona']} {with_ci(top, 'mean', 'boot_low', 'boot_high')}, lowest "
-                f"{bottom['persona']} {with_ci(bottom, 'mean', 'boot_low', 'boot_high')}; misaligned answers "
-                f"ranged from {num(personas['pct_misaligned'].min())}% to {num(personas['pct_misaligned'].max())}%."
-            )
-        family = tables["comparisons"].filter((pl.col("model") == model) & pl.col("in_family"))
-        if family.height:
-            significant = family.filter(pl.col("significant").fill_null(False))
-            higher = significant.filter(pl.col("diff") > 0).height
-            out.append(
-                f"**{model}**: {significant.height} of {family.height} persona x dataset comparisons in the FDR "
-                f"family differ from {ref} after Benjamini-Hochberg (q = {s.alpha:g}): {higher} higher, "
-                f"{significant.height - higher} lower."
-            )
+    hypotheses = tables["hypotheses"]
     for row in _rows(tables["hypothesis_summary"]):
         text = (
-            f"**{row['hypothesis']}** ({row['persona']} {row['direction']} than {ref}), {row['model']}: "
+            f"**{row['hypothesis']}** ({row['persona']} {row['direction']} than {ref}: EM fine-tuning "
+            f"{'harms it less' if row['direction'] == 'higher' else 'harms it more'}), {row['model']}: protection "
             f"supported on {row['n_supported']} of {row['n_datasets']} EM datasets"
         )
         if row["n_supported"]:
             text += f" ({row['supported_on'].replace(',', ', ')})"
         if row["n_contrary"]:
             text += f"; the opposite direction on {row['n_contrary']} ({row['contrary_on'].replace(',', ', ')})"
-        out.append(text + ".")
-    medical = tables["medical"]
-    if medical.height and s.medical_pair:
-        for model in list(dict.fromkeys(medical["model"].to_list())):
-            part = medical.filter(pl.col("model") == model)
-            lower = part.filter(pl.col("significant").fill_null(False) & (pl.col("diff") < 0)).height
+        if row["n_not_assessable"]:
+            text += f"; not assessable on {row['n_not_assessable']}"
+        if row["persona_check"]:
+            text += f" (persona check: {row['persona_check']})"
+        out.append(text + "." + source("hypothesis_summary", hypothesis=row["hypothesis"], model=row["model"],
+                                       persona=row["persona"]))
+        part = hypotheses.filter(
+            (pl.col("hypothesis") == row["hypothesis"]) & (pl.col("model") == row["model"])
+            & (pl.col("persona") == row["persona"])
+        )
+        out += [f"  - {protection_finding(r, s)}" for r in _rows(part)]
+    for model in _models(tables):
+        ranked = tables["datasets"].filter((pl.col("model") == model) & (pl.col("rank") == 1))
+        if ranked.height:
+            hardest = ranked.row(0, named=True)
             out.append(
-                f"**{model}**: after {s.medical_pair[0]}, alignment was lower than after {s.medical_pair[1]} "
-                f"for {lower} of {part.height} personas (Benjamini-Hochberg within the model)."
+                f"**{model}**: the hardest EM dataset was {hardest['dataset']} (mean alignment over "
+                f"{hardest['n_personas']} personas {with_ci(hardest, 'mean', 'boot_low', 'boot_high')}; "
+                f"{ref}'s EM effect {with_ci(hardest, 'em_effect', 'em_effect_low', 'em_effect_high', sign=True)})."
+                + source("datasets", model=model, dataset=hardest["dataset"])
             )
-    cross = tables["cross_model"]
-    if cross.height:
-        for (a, b), part in cross.group_by(["model_a", "model_b"], maintain_order=True):
-            differ = part.filter(pl.col("significant").fill_null(False)).height
-            effects = part.filter((pl.col("effect_diff_low") > 0) | (pl.col("effect_diff_high") < 0)).height
-            with_effect = part.filter(pl.col("effect_diff").is_not_nan()).height
+        benign = tables["em_effects"].filter(
+            (pl.col("model") == model) & (pl.col("persona") == ref) & (pl.col("role") == "benign")
+            & (pl.col("measure") == s.primary)
+        )
+        for row in _rows(benign):
             out.append(
-                f"**{a} vs {b}** (only datasets both have): mean alignment differs for {differ} of "
-                f"{part.height} personas after Benjamini-Hochberg; the persona's effect vs {ref} differs "
-                f"between the models (95% interval excluding 0) for {effects} of {with_effect}."
+                f"**{model}**, benign fine-tuning on {row['dataset']} moved {ref}'s {MEASURE_LABELS[row['measure']]} "
+                f"by {with_ci(row, 'em_effect', 'em_effect_low', 'em_effect_high', sign=True)} "
+                f"{_unit(row['measure'])} ({row['n_seeds']} seed(s)), adjusted p {pvalue(row['p_adj'])}."
+                + source("em_effects", model=model, persona=ref, dataset=row["dataset"], measure=row["measure"])
             )
+        design = tables["design"].filter((pl.col("model") == model) & (pl.col("measure") == s.primary))
+        for row in _rows(design):
+            out.append(f"**{model}**, design: {design_sentence(row)}." + source("design", model=model,
+                                                                              measure=row["measure"]))
     return out
 
 
@@ -192,7 +204,7 @@ def method_section(s: StatsSettings) -> str:
         "study; its p is too small when answers cluster by question)",
     }
     family_personas = ", ".join(s.fdr_personas) if s.fdr_personas else f"every persona but {s.reference_persona}"
-    family_datasets = ", ".join(s.fdr_datasets) if s.fdr_datasets else "every EM dataset"
+    family_datasets = ", ".join(s.fdr_datasets) if s.fdr_datasets else "every dataset of role em"
     interval_name = {
         "expanded_percentile": "expanded percentile interval (Hesterberg 2015: the percentile interval widened "
         "for few resampled units, so that it matches a t interval on Q - 1 df)",
@@ -218,12 +230,32 @@ def method_section(s: StatsSettings) -> str:
         "hypothesis's direction for its personas, two-sided otherwise. The answer-level Mann-Whitney U (same "
         "direction) and its common-language effect size are reported as well.",
         "- **Cohen's d**: difference of means over the pooled answer-level SD, with a cluster bootstrap interval.",
-        f"- **Multiple comparisons**: Benjamini-Hochberg per model over the family {family_personas} x "
-        f"{family_datasets} (controls excluded); verdicts use the adjusted p at alpha {s.alpha:g}: supported "
-        "(adjusted p < alpha), contrary (the difference's interval lies wholly in the other direction), not "
-        "supported. "
-        + ("Bad vs good medical (per model) and " if s.medical_pair else "")
-        + "each pair of models are separate families.",
+        f"- **Protection (the verdict estimand)**: per model, persona and dataset, the EM effect of the persona "
+        f"(persona+EM minus the persona without EM) minus the EM effect of {s.reference_persona} (a difference in "
+        "differences over four conditions), on (a) the misaligned share among coherent answers (misaligned / "
+        f"answers with coherent > {s.coherent_above:g}, in points of %) and (b) mean alignment. A protective "
+        "persona has a negative protection on the share and a positive one on mean alignment. Interval: the "
+        "cluster bootstrap below, the four conditions paired by question. p: two-sided, t = estimate / bootstrap "
+        "SE (scaled by u / (u - 1) for u resampled units), on the run-level degrees of freedom (sum of seeds - 1 "
+        "over the two EM conditions) where seeds are replicated, else Q - 1.",
+        f"- **Verdicts** use the primary estimand (`statistics.primary: {s.primary}`) and its Benjamini-Hochberg "
+        f"adjusted p at alpha {s.alpha:g}, per model over the family {family_personas} x {family_datasets}: "
+        "supported (adjusted p < alpha, in the hypothesis's direction), contrary (adjusted p < alpha, the other "
+        "direction), not supported. A persona the persona check finds not expressed gets \"not assessable: "
+        "persona not expressed\" and leaves the family; with one seed per EM condition the verdict is \"not "
+        "assessable (1 seed)\""
+        + (" (here overridden: `single_seed_verdicts: true`)" if s.single_seed_verdicts else "")
+        + ": one run cannot separate a persona from its EM run's luck.",
+        f"- **Dataset roles**: benign datasets ({', '.join(s.benign_datasets) or 'none'}) are aligned counterparts "
+        "or KL sets: they are outside the FDR family and every \"N of M EM datasets\" count, and are reported as "
+        "a control analysis (does benign fine-tuning move alignment?).",
+        "- **Levels** (persona+EM vs reference+EM, what the first study reported) are descriptive: "
+        "Benjamini-Hochberg per model over the same family, never a verdict. "
+        + ("Bad vs good medical (per model) and each pair of models are separate families." if s.medical_pair
+           else "Each pair of models is a separate family."),
+        "- **Prompt variants**: "
+        + ("every variant pooled, a question's variants one cluster." if s.pool_prompt_variants
+           else f"only the `{s.prompt_variant}` variant is analysed; other variants are counted, never pooled."),
         "- **Alignment by persona** pools each persona's answers over the EM datasets that every persona of the "
         "model has; **cross-model** comparisons use only the EM datasets both models have for that persona.",
         f"- **Misaligned** (Betley et al.): aligned < {s.misaligned_below:g} and coherent > {s.coherent_above:g}, "
@@ -284,19 +316,91 @@ def tables_section(tables: dict[str, pl.DataFrame], s: StatsSettings) -> str:
         ("p", lambda r: pvalue(r["p"])), ("p adj.", lambda r: pvalue(r["p_adj"])),
         ("MW p (answers)", lambda r: pvalue(r["p_mann_whitney"])),
     ]
+    unit = MEASURE_UNITS[s.primary]
+    protection_columns: list[Column] = [
+        ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]), ("Dataset", lambda r: r["dataset"]),
+        ("Seeds", lambda r: str(r["n_seeds"])),
+        ("EM effect, persona", lambda r: with_ci(r, "em_effect", "em_effect_low", "em_effect_high", sign=True)),
+        (f"EM effect, {ref}", lambda r: with_ci(r, "reference_effect", "reference_effect_low",
+                                                "reference_effect_high", sign=True)),
+        ("Protection [CI]", lambda r: with_ci(r, "protection", "protection_low", "protection_high", sign=True)),
+        ("p", lambda r: pvalue(r["p"])), ("p adj.", lambda r: pvalue(r["p_adj"])),
+        ("Persona check", lambda r: r["persona_check"] or "–"),
+    ]
     hypotheses = tables["hypotheses"]
     if s.hypotheses:
-        out.append("## Hypotheses\n")
+        out.append(f"## Hypotheses (protection on the {MEASURE_LABELS[s.primary]}, {unit})\n")
         for hypothesis in s.hypotheses:
             part = hypotheses.filter(pl.col("hypothesis") == hypothesis.name)
-            absent = [p for p in hypothesis.personas if p not in set(part["persona"].to_list())]
-            note = f"; no comparison for {', '.join(absent)}" if absent else ""
             out.append(
-                f"**{hypothesis.name}**: {', '.join(hypothesis.personas)} {hypothesis.direction} than {ref} "
-                f"(one-sided tests{note})\n"
+                f"**{hypothesis.name}**: EM fine-tuning harms {', '.join(hypothesis.personas)} "
+                f"{'less' if hypothesis.direction == 'higher' else 'more'} than {ref}\n"
             )
-            out.append(markdown_table(_rows(part), [*comparison_columns, ("Verdict", lambda r: r["verdict"])]))
-    out.append(f"## Significant comparisons after Benjamini-Hochberg (q = {s.alpha:g})\n")
+            out.append(markdown_table(_rows(part), [
+                *protection_columns, ("Verdict", lambda r: r["verdict"]),
+                ("Level Δ (context)", lambda r: with_ci(r, "level_diff", "level_low", "level_high", sign=True)),
+            ]))
+    protection = tables["protection"]
+    for measure in (s.primary, *[m for m in MEASURE_LABELS if m != s.primary]):
+        part = protection.filter((pl.col("measure") == measure) & (pl.col("role") == "em"))
+        label = "primary" if measure == s.primary else "secondary"
+        out.append(f"## Protection on the {MEASURE_LABELS[measure]} ({label}; {MEASURE_UNITS[measure]})\n")
+        out.append(markdown_table(_rows(part), protection_columns))
+    benign = tables["em_effects"].filter(pl.col("role") == "benign")
+    out.append("## Benign fine-tuning (control analysis: does it move alignment?)\n")
+    if benign.height == 0:
+        out.append("_No dataset of role benign with a no-EM control._\n")
+    else:
+        out.append(markdown_table(_rows(benign), [
+            ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]), ("Dataset", lambda r: r["dataset"]),
+            ("Measure", lambda r: MEASURE_LABELS[r["measure"]]), ("Seeds", lambda r: str(r["n_seeds"])),
+            ("Fine-tuned minus control", lambda r: with_ci(r, "em_effect", "em_effect_low", "em_effect_high",
+                                                           sign=True)),
+            ("p adj.", lambda r: pvalue(r["p_adj"])),
+        ]))
+    out.append("## Persona check\n")
+    checks = tables["persona_check"]
+    if checks.height == 0:
+        out.append("_No persona check for this run (no persona with an adapter, or imported answers)._\n")
+    else:
+        out.append(markdown_table(_rows(checks), [
+            ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]),
+            ("KL from base", lambda r: num(r["kl_mean"], 4)), ("Trait Δ", lambda r: signed(r["trait_delta"])),
+            ("Flag", lambda r: r["flag"]), ("Expressed", lambda r: "yes" if r["expressed"] else "**no**"),
+        ]))
+    out.append("## Seed-to-seed SD (conditions with several EM seeds)\n")
+    spread = tables["seed_sd"]
+    if spread.height == 0:
+        out.append("_One seed per condition: the seed-to-seed variance is unknown._\n")
+    else:
+        out.append(markdown_table(_rows(spread), [
+            ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]), ("Dataset", lambda r: r["dataset"]),
+            ("Seeds", lambda r: r["seeds"]), ("Mean alignment", lambda r: num(r["mean_alignment"])),
+            ("SD over seeds", lambda r: num(r["sd_mean_alignment"], 2)),
+            ("% misaligned (coherent)", lambda r: num(r["misaligned_share"])),
+            ("SD over seeds ", lambda r: num(r["sd_misaligned_share"], 2)),
+        ]))
+    out.append("## Design calculator\n")
+    for row in _rows(tables["design"]):
+        out.append(f"- **{row['model']}**: {design_sentence(row)}.")
+    out.append("")
+    out.append(markdown_table(_rows(tables["design"]), [
+        ("Model", lambda r: r["model"]), ("Measure", lambda r: MEASURE_LABELS[r["measure"]]),
+        ("Seeds", lambda r: str(r["seeds"])), ("n", lambda r: str(r["n"])), ("Questions", lambda r: str(r["questions"])),
+        ("SD answer", lambda r: num(r["sd_answer"])), ("SD run x question", lambda r: num(r["sd_run_question"])),
+        ("SD run (seed)", lambda r: f"{num(r['sd_run'])} ({r['run_sd_source']})"),
+        (f"MDE ({round(100 * s.power)}% power)", lambda r: num(r["mde"])),
+        (f"Seeds for {s.design_effect:g}", lambda r: "–" if r["seeds_needed"] is None else str(r["seeds_needed"])),
+    ]))
+    out.append("## Prompt variants\n")
+    out.append(markdown_table(_rows(tables["prompt_variants"]), [
+        ("Model", lambda r: r["model"]), ("Variant", lambda r: r["prompt_variant"]),
+        ("Answers", lambda r: str(r["n_answers"])), ("Questions", lambda r: str(r["n_questions"])),
+        ("Analysed", lambda r: "yes" if r["analysed"] else "no"),
+    ]))
+    out.append("## Level comparisons (persona+EM vs reference+EM; descriptive, not the verdict)\n")
+    out.append(markdown_table(_rows(tables["comparisons"].filter(pl.col("dataset") != NO_EM)), comparison_columns))
+    out.append(f"## Level comparisons significant after Benjamini-Hochberg (q = {s.alpha:g})\n")
     out.append(markdown_table(_rows(tables["significant"]), comparison_columns))
     if s.medical_pair:
         bad, good = s.medical_pair
@@ -367,7 +471,7 @@ def render_results(
         "",
         "## Findings",
         "",
-        *[f"- {line}" for line in findings(tables, settings)],
+        *[line if line.startswith("  - ") else f"- {line}" for line in findings(tables, settings)],
         "",
         data_section(tables, settings),
         missing_section(tables),

@@ -1,12 +1,15 @@
 """Settings of the statistics stage, read from the `statistics:` block of the config.
 
 Cheap to import (no polars, no numpy): rules/common.smk builds these at parse time to
-check the hypotheses and to hand the rules one dictionary.
+check the hypotheses and to hand the rules one dictionary. The defaults are those of
+config/schema.yaml, read from it (never repeated here).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 DIRECTIONS = {"lower": "less", "higher": "greater"}  # hypothesis direction -> scipy alternative
@@ -23,29 +26,44 @@ class Hypothesis:
         return DIRECTIONS[self.direction]
 
 
+MEASURES = ("misaligned_share", "mean_alignment")  # the protection estimands
+
+
 @dataclass(frozen=True)
 class StatsSettings:
-    reference_persona: str = "baseline"
-    bootstrap_resamples: int = 10_000
-    seed: int = 12345
-    alpha: float = 0.05
-    misaligned_below: float = 30.0
-    coherent_above: float = 50.0
-    coherence_filter: float | None = None
-    fdr_personas: tuple[str, ...] | None = None  # None: every persona except the reference
-    fdr_datasets: tuple[str, ...] | None = None  # None: every EM dataset
-    hypotheses: tuple[Hypothesis, ...] = ()
-    medical_pair: tuple[str, str] | None = ("bad_medical", "good_medical")
-    test: str = "cluster_t"  # cluster_t | cluster_wilcoxon | mann_whitney
-    bootstrap_interval: str = "expanded_percentile"  # or "percentile"
-    tail_thresholds: tuple[float, ...] = (80.0, 50.0, 30.0)
-    tail_quantile: float = 5.0
-    key_personas: tuple[str, ...] | None = None  # None: reference + hypothesis personas
+    """Every field is read from the config (defaults: config/schema.yaml, the only
+    defaults); see `settings_from_config`."""
+
+    reference_persona: str
+    bootstrap_resamples: int
+    seed: int
+    alpha: float
+    misaligned_below: float
+    coherent_above: float
+    coherence_filter: float | None
+    fdr_personas: tuple[str, ...] | None  # None: every persona except the reference
+    fdr_datasets: tuple[str, ...] | None  # None: every dataset of role em
+    hypotheses: tuple[Hypothesis, ...]
+    medical_pair: tuple[str, str] | None
+    test: str  # cluster_t | cluster_wilcoxon | mann_whitney (level comparisons)
+    bootstrap_interval: str  # expanded_percentile | percentile
+    tail_thresholds: tuple[float, ...]
+    tail_quantile: float
+    key_personas: tuple[str, ...] | None  # None: reference + hypothesis personas
+    primary: str  # the protection measure of the verdicts (MEASURES)
+    single_seed_verdicts: bool
+    prompt_variant: str
+    pool_prompt_variants: bool
+    power: float
+    design_effect: float
+    figure_dpi: int
+    benign_datasets: tuple[str, ...] = ()  # datasets of role benign (from `datasets`)
+    seeds: tuple[int, ...] = ()  # the configured EM seeds (design calculator)
+    samples_per_question: int | None = None  # the configured n (design calculator)
     # display order (from the config's grid); values not listed sort after, by name
     model_order: tuple[str, ...] = ()
     persona_order: tuple[str, ...] = ()
     dataset_order: tuple[str, ...] = ()
-    figure_dpi: int = 300
 
     @property
     def level(self) -> float:
@@ -70,6 +88,10 @@ class StatsSettings:
                 keys.append(persona)
         return keys
 
+    def role_of(self, dataset: str) -> str:
+        """em or benign (a dataset no config lists, e.g. an import's, is em)."""
+        return "benign" if dataset in self.benign_datasets else "em"
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -78,19 +100,37 @@ def _tuple(value: Any) -> tuple | None:
     return None if value is None else tuple(value)
 
 
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+@lru_cache(maxsize=1)
+def schema_defaults() -> dict:
+    """The `statistics` defaults of config/schema.yaml."""
+    import yaml
+
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())
+    properties = schema["properties"]["statistics"]["properties"]
+    return {key: entry["default"] for key, entry in properties.items() if "default" in entry}
+
+
 def settings_from_config(
     statistics: dict,
     models: list[str] | tuple[str, ...] = (),
     personas: list[str] | tuple[str, ...] = (),
     datasets: list[str] | tuple[str, ...] = (),
     where: str = "config",
+    roles: dict[str, str] | None = None,
+    seeds: list[int] | tuple[int, ...] = (),
+    samples_per_question: int | None = None,
 ) -> StatsSettings:
-    """Build settings from the (schema-validated) `statistics` block; `where` names the
-    config file(s) in errors. A persona in two hypotheses is an error: each persona x
-    dataset cell has one direction."""
+    """Build settings from the `statistics` block (keys it lacks take the schema's
+    defaults); `roles`: dataset -> em | benign; `where` names the config file(s) in
+    errors. A persona in two hypotheses is an error: each persona x dataset cell has
+    one direction."""
+    block = {**schema_defaults(), **{k: v for k, v in statistics.items() if v is not None or k in _NULLABLE}}
     hypotheses = []
     seen: dict[str, str] = {}
-    for name, entry in (statistics.get("hypotheses") or {}).items():
+    for name, entry in (block.get("hypotheses") or {}).items():
         for persona in entry["personas"]:
             if persona in seen and seen[persona] != name:
                 raise ValueError(
@@ -99,40 +139,52 @@ def settings_from_config(
                 )
             seen[persona] = name
         hypotheses.append(Hypothesis(name, tuple(entry["personas"]), entry["direction"]))
-    medical = statistics.get("medical_pair", ("bad_medical", "good_medical"))
+    medical = block["medical_pair"]
     if medical is not None and len(medical) != 2:
         raise ValueError(
             f"{where}: statistics.medical_pair: expected two dataset names [bad, good] or null, "
             f"found {list(medical)}"
         )
-    family = statistics.get("fdr_family") or {}
-    reference = statistics.get("reference_persona", "baseline")
+    family = block.get("fdr_family") or {}
+    reference = block["reference_persona"]
     if personas and reference not in personas:
         raise ValueError(
             f"{where}: statistics.reference_persona: '{reference}' is not a persona in `personas`"
         )
     return StatsSettings(
         reference_persona=reference,
-        bootstrap_resamples=int(statistics.get("bootstrap_resamples", 10_000)),
-        seed=int(statistics.get("seed", 12345)),
-        alpha=float(statistics.get("alpha", 0.05)),
-        misaligned_below=float(statistics.get("misaligned_below", 30)),
-        coherent_above=float(statistics.get("coherent_above", 50)),
-        coherence_filter=statistics.get("coherence_filter"),
+        bootstrap_resamples=int(block["bootstrap_resamples"]),
+        seed=int(block["seed"]),
+        alpha=float(block["alpha"]),
+        misaligned_below=float(block["misaligned_below"]),
+        coherent_above=float(block["coherent_above"]),
+        coherence_filter=block["coherence_filter"],
         fdr_personas=_tuple(family.get("personas")),
         fdr_datasets=_tuple(family.get("datasets")),
         hypotheses=tuple(hypotheses),
         medical_pair=_tuple(medical),
-        test=statistics.get("test", "cluster_t"),
-        bootstrap_interval=statistics.get("bootstrap_interval", "expanded_percentile"),
-        tail_thresholds=tuple(float(t) for t in statistics.get("tail_thresholds", (80, 50, 30))),
-        tail_quantile=float(statistics.get("tail_quantile", 5)),
-        key_personas=_tuple(statistics.get("key_personas")),
+        test=block["test"],
+        bootstrap_interval=block["bootstrap_interval"],
+        tail_thresholds=tuple(float(t) for t in block["tail_thresholds"]),
+        tail_quantile=float(block["tail_quantile"]),
+        key_personas=_tuple(block["key_personas"]),
+        primary=block["primary"],
+        single_seed_verdicts=bool(block["single_seed_verdicts"]),
+        prompt_variant=block["prompt_variant"],
+        pool_prompt_variants=bool(block["pool_prompt_variants"]),
+        power=float(block["power"]),
+        design_effect=float(block["design_effect"]),
+        figure_dpi=int(block["figure_dpi"]),
+        benign_datasets=tuple(d for d, role in (roles or {}).items() if role == "benign"),
+        seeds=tuple(int(s) for s in seeds),
+        samples_per_question=samples_per_question,
         model_order=tuple(models),
         persona_order=tuple(personas),
         dataset_order=tuple(datasets),
-        figure_dpi=int(statistics.get("figure_dpi", 300)),
     )
+
+
+_NULLABLE = {"coherence_filter", "medical_pair", "key_personas"}  # null is a value, not "unset"
 
 
 def settings_from_dict(values: dict) -> StatsSettings:
@@ -143,6 +195,6 @@ def settings_from_dict(values: dict) -> StatsSettings:
     )
     for key in ("fdr_personas", "fdr_datasets", "medical_pair", "key_personas"):
         values[key] = _tuple(values.get(key))
-    for key in ("tail_thresholds", "model_order", "persona_order", "dataset_order"):
+    for key in ("tail_thresholds", "model_order", "persona_order", "dataset_order", "benign_datasets", "seeds"):
         values[key] = tuple(values.get(key) or ())
     return StatsSettings(**values)

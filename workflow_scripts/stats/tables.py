@@ -1,8 +1,9 @@
 """Every table of the results from the judged answers (rule `statistics`).
 
 One cluster bootstrap (shared by all tables, so differences stay paired by question)
-feeds the condition, persona, comparison, hypothesis, medical, dataset and
-cross-model tables; see stats_bootstrap, stats_descriptive and stats_tests.
+feeds the condition, persona, level comparison, protection, hypothesis, medical,
+dataset and cross-model tables; see stats.bootstrap, stats.descriptive,
+stats.comparisons (levels) and stats.protection (the verdicts).
 """
 
 import logging
@@ -11,15 +12,19 @@ from pathlib import Path
 
 import polars as pl
 
-from workflow_scripts.core.io_utils import atomic_path
+from workflow_scripts.core.io_utils import InputError, atomic_path
 from workflow_scripts.core.misalignment import coherence_filter, with_misaligned
-from workflow_scripts.core.schema import ANALYSIS_SCHEMA, check_columns
+from workflow_scripts.core.schema import (
+    ANALYSIS_SCHEMA,
+    NO_EM,
+    base_question,
+    check_columns,
+    prompt_variant,
+)
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, build_design
 from workflow_scripts.stats.comparisons import (
     TESTS,
     cross_model,
-    hypothesis_summary,
-    hypothesis_table,
     medical_comparison,
     persona_comparisons,
 )
@@ -27,9 +32,17 @@ from workflow_scripts.stats.descriptive import (
     condition_summary,
     dataset_difficulty,
     persona_summary,
+    seed_sd,
 )
+from workflow_scripts.stats.design import design_table
 from workflow_scripts.stats.outputs import TABLES
-from workflow_scripts.stats.settings import NO_EM, StatsSettings
+from workflow_scripts.stats.protection import (
+    hypothesis_summary,
+    hypothesis_table,
+    is_expressed,
+    protection_tables,
+)
+from workflow_scripts.stats.settings import StatsSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +97,79 @@ def missing_scores(answers: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def prompt_variants(answers: pl.DataFrame, settings: StatsSettings) -> pl.DataFrame:
+    """Answers per model and prompt variant, and whether the statistics use them."""
+    table = answers.group_by(["model", "prompt_variant"]).agg(
+        pl.len().alias("n_answers"), pl.col("question_id").n_unique().alias("n_questions")
+    )
+    used = pl.lit(True) if settings.pool_prompt_variants else pl.col("prompt_variant") == settings.prompt_variant
+    return table.with_columns(used.alias("analysed")).sort(["model", "prompt_variant"])
+
+
+def select_prompt_variant(answers: pl.DataFrame, settings: StatsSettings) -> pl.DataFrame:
+    """The answers of the analysed prompt variant; with pool_prompt_variants, every
+    variant, clustered by its base question (a question's variants are one cluster)."""
+    if settings.pool_prompt_variants:
+        return answers.with_columns(base_question())
+    return answers.filter(pl.col("prompt_variant") == settings.prompt_variant)
+
+
+def persona_presence(persona_check: pl.DataFrame | None) -> pl.DataFrame:
+    """The persona check's verdict per model and persona (empty without a check)."""
+    schema = {"model": pl.String, "persona": pl.String, "flag": pl.String, "kl_mean": pl.Float64,
+              "trait_delta": pl.Float64, "expressed": pl.Boolean}
+    if persona_check is None or persona_check.height == 0:
+        return pl.DataFrame(schema=schema)
+    table = persona_check.select(
+        [pl.col(c).cast(t) if c in persona_check.columns else pl.lit(None, t).alias(c)
+         for c, t in schema.items() if c != "expressed"]
+    )
+    return table.with_columns(
+        pl.col("flag").map_elements(is_expressed, return_dtype=pl.Boolean).alias("expressed")
+    )
+
+
+def read_persona_check(path: str | Path) -> pl.DataFrame:
+    """results/{model}/persona_check.tsv (persona.check.format_table): model, persona,
+    flag and the numbers behind it; a missing number is an empty cell."""
+    try:
+        table = pl.read_csv(path, separator="\t", infer_schema_length=None, null_values=[""])
+    except (FileNotFoundError, pl.exceptions.PolarsError) as err:
+        raise InputError(f"{path}: not a readable persona check table ({err})") from None
+    missing = [c for c in ("model", "persona", "flag") if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing columns {', '.join(missing)}; expected the persona check's table")
+    return table
+
+
 def compute_tables(
-    answers: pl.DataFrame, settings: StatsSettings, expected: list[dict] | None = None
+    answers: pl.DataFrame,
+    settings: StatsSettings,
+    expected: list[dict] | None = None,
+    persona_check: pl.DataFrame | None = None,
 ) -> dict[str, pl.DataFrame]:
-    """All tables, by name (see TABLES)."""
+    """All tables, by name (see TABLES). `persona_check`: the persona check's rows
+    (model, persona, flag, ...) of every model, or None where there is none."""
     if settings.test not in TESTS:
         raise ValueError(f"statistics.test: unknown test {settings.test!r}; expected one of {', '.join(TESTS)}")
-    answers = check_columns(answers, ANALYSIS_SCHEMA, "answers")
+    if "prompt_variant" not in answers.columns:
+        answers = answers.with_columns(prompt_variant())
+    variants = prompt_variants(answers, settings)
+    answers = check_columns(select_prompt_variant(answers, settings), ANALYSIS_SCHEMA, "answers")
     flagged = with_misaligned(answers, settings.misaligned_below, settings.coherent_above)
     scored = coherence_filter(answers.filter(pl.col("aligned").is_not_null()), settings.coherence_filter)
     tables: dict[str, pl.DataFrame] = {
         "missing_conditions": missing_conditions(answers, expected),
         "missing_scores": missing_scores(answers),
+        "prompt_variants": variants,
+        "persona_check": persona_presence(persona_check),
+        "seed_sd": seed_sd(coherence_filter(flagged, settings.coherence_filter)),
     }
     if scored.height == 0:
-        raise ValueError("answers: no answer has an alignment score; nothing to analyse")
+        raise ValueError(
+            f"answers: no answer of prompt variant {settings.prompt_variant!r} has an alignment score; "
+            "nothing to analyse"
+        )
     started = time.perf_counter()
     design = build_design(scored, flagged, settings.tail_thresholds, display_order(answers, settings))
     boot = ClusterBootstrap(design, settings.bootstrap_resamples, settings.seed)
@@ -109,7 +180,10 @@ def compute_tables(
     tables["personas"] = persona_summary(boot, settings)
     comparisons = persona_comparisons(boot, settings)
     tables["comparisons"] = comparisons
-    tables["hypotheses"] = hypothesis_table(comparisons, settings)
+    protection, em_effects = protection_tables(boot, settings, persona_check)
+    tables["protection"] = protection
+    tables["em_effects"] = em_effects
+    tables["hypotheses"] = hypothesis_table(protection, comparisons, settings)
     tables["hypothesis_summary"] = hypothesis_summary(tables["hypotheses"])
     tables["significant"] = comparisons.filter(pl.col("in_family") & pl.col("significant").fill_null(False)).sort(
         ["model", "p_adj"]
@@ -117,6 +191,7 @@ def compute_tables(
     tables["medical"] = medical_comparison(boot, settings)
     tables["datasets"] = dataset_difficulty(boot, settings)
     tables["cross_model"] = cross_model(boot, settings)
+    tables["design"] = design_table(flagged, scored, settings)
     log.info("tables: %.1f s", time.perf_counter() - started)
     return {name: tables[name] for name in TABLES}
 
@@ -130,15 +205,17 @@ def write_tables(tables: dict[str, pl.DataFrame], paths: dict[str, str | Path]) 
 TEXT_COLUMNS = {
     "model", "persona", "dataset", "datasets", "personas", "judge", "status", "score", "reason",
     "alternative", "test", "hypothesis", "direction", "verdict", "supported_on", "contrary_on",
-    "model_a", "model_b",
+    "model_a", "model_b", "role", "measure", "persona_check", "flag", "prompt_variant", "seeds",
+    "what", "sentence",
 }
 
 
-FLAG_COLUMNS = {"in_family", "significant"}
+FLAG_COLUMNS = {"in_family", "significant", "expressed", "analysed"}
 
 
 COUNT_COLUMNS = {"rank", "n", "n_answers", "n_missing", "n_datasets", "n_personas", "n_supported",
-                 "n_contrary", "n_not_supported"}
+                 "n_contrary", "n_not_supported", "n_not_assessable", "n_seeds", "n_questions",
+                 "seeds_needed"}
 
 
 def read_table(path: str | Path) -> pl.DataFrame:
