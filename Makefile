@@ -1,13 +1,15 @@
 # Two entry points (README): `make run` sets up and runs the embedded offline
 # default; `make test` sets up and runs the test suite. Both start from a fresh clone.
+# `make profile` links profiles/$(PROFILE) where `snakemake --profile $(PROFILE)` finds it.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 # torch 2.13.0: a CPU build lies on this machine's disk; on a cluster the same pin pulls CUDA.
 TORCH ?= torch==2.13.0
+PROFILE ?= leonardo
 
-.PHONY: setup setup-test run test lint
+.PHONY: setup setup-test run test lint profile
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+profile:
+	bash profiles/link.sh $(PROFILE)
 
 run: setup
 	$(BIN)/snakemake --cores $(CORES)

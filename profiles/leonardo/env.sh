@@ -4,7 +4,8 @@
 #   source profiles/leonardo/env.sh
 #
 # Jobs inherit it: the SLURM executor submits with --export=ALL, and every node mounts
-# the same file systems. Export any variable below first to override it.
+# the same file systems. It also links the profile where `snakemake --profile leonardo`
+# finds it (profiles/link.sh). Export any variable below first to override it.
 #
 #   PERSONA_EM_MODULES    modules to load (check the names with `module av python cuda`)
 #   PERSONA_EM_VENV       the virtual environment (`make setup` creates .venv)
@@ -64,3 +65,8 @@ if [ -z "${PERSONA_EM_VLLM_PYTHON:-}" ]; then
     echo "profiles/leonardo/env.sh: no vLLM venv (.venv-vllm, or set PERSONA_EM_VLLM_PYTHON); vllm engine jobs will stop with this message" >&2
 fi
 unset -f _persona_em_fail
+
+# `snakemake --profile leonardo`: Snakemake looks a bare profile name up in the user's
+# Snakemake config directory, not in profiles/. Link this profile there (done once; a
+# different profile of that name is left alone, and this script says so and fails).
+bash "$(dirname "${BASH_SOURCE[0]:-$0}")/../link.sh" leonardo || return 1
