@@ -30,6 +30,7 @@ from workflow_scripts.core.composition import (
 )
 from workflow_scripts.core.hashing import settings_hash, sha256_file, weights_hash
 from workflow_scripts.core.io_utils import atomic_dir, read_json, write_json_atomic
+from workflow_scripts.em.batching import data_collator, prepare_model
 from workflow_scripts.em.dataset import prompt_completion_rows, read_chat_rows
 from workflow_scripts.em.training import (
     TRAINING_RECORD,
@@ -37,6 +38,7 @@ from workflow_scripts.em.training import (
     kl_trainer_class,
     lora_config,
     sft_config,
+    sft_trainer_class,
     tokenize_full_chats,
 )
 
@@ -185,18 +187,21 @@ def trainer_for(
     kl_sequences: list[list[int]] | None = None,
 ) -> Any:
     """The trainer on a prepared dataset (prompt/completion rows, or pre-tokenized rows
-    with `input_ids` and `completion_mask`, as the GPU benchmark uses)."""
-    from trl import SFTTrainer
-
+    with `input_ids` and `completion_mask`, as the GPU benchmark uses). The model's
+    attention is switched to the one `settings.batching` needs."""
+    prepare_model(model, settings.batching)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     common = {
         "model": model,
         "args": sft_config(settings, str(checkpoints_dir), use_bf16),
         "train_dataset": train_dataset,
         "processing_class": tokenizer,
         "peft_config": lora_config(settings),
+        "data_collator": data_collator(settings.batching, pad_id),
+        "length_grouping": settings.length_grouping,
     }
     if settings.kind == "sft":
-        return SFTTrainer(**common)
+        return sft_trainer_class()(**common)
     return kl_trainer_class()(
         **common,
         kl_sequences=kl_sequences,

@@ -44,7 +44,8 @@ class EmTrainSettings:
     gradient_checkpointing: bool = True
     optimizer: str = "adamw_torch"
     attn_implementation: str = "sdpa"
-    padding_free: bool = False  # benchmark only: trl 1.16 then enforces no max_length
+    batching: str = "padded"  # padded | causal | packed (em/batching.py)
+    length_grouping: str = "none"  # none | batch | dataset (em/batching.py)
     use_liger_kernel: bool = False
     logging_steps: int = 1
     seed: int = 0
@@ -59,10 +60,23 @@ class EmTrainSettings:
         values = {k: v for k, v in params.items() if k in known}
         if "target_modules" in values:
             values["target_modules"] = tuple(values["target_modules"])
-        if values.get("kind", "sft") not in ("sft", "kl"):
-            raise ValueError(f"em_training.kind: expected sft or kl, found {values['kind']!r}")
         extra = {k: v for k, v in params.items() if k not in known}
         return cls(**values, extra=extra)
+
+    def __post_init__(self) -> None:
+        from workflow_scripts.em.batching import BATCHING_MODES, LENGTH_GROUPINGS
+
+        for name, allowed in (("kind", ("sft", "kl")), ("batching", BATCHING_MODES),
+                              ("length_grouping", LENGTH_GROUPINGS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"em_training.{name}: expected one of {', '.join(allowed)}, found {getattr(self, name)!r}"
+                )
+        if self.kind == "kl" and self.batching == "packed":
+            raise ValueError(
+                "em_training.batching: 'packed' is for kind sft; the KL term's reference batches are "
+                "padded rows (use 'causal' or 'padded')"
+            )
 
     @property
     def global_batch(self) -> int:
@@ -115,9 +129,7 @@ def sft_config(settings: EmTrainSettings, output_dir: str, use_bf16: bool) -> An
         weight_decay=settings.weight_decay,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
-        # trl 1.16 refuses max_length with padding-free batches unless packing; the GPU
-        # benchmark, whose rows are pre-truncated, is the only user of padding_free
-        max_length=None if settings.padding_free else settings.max_length,
+        max_length=settings.max_length,
         optim=settings.optimizer,
         gradient_checkpointing=settings.gradient_checkpointing,
         bf16=use_bf16,
@@ -126,8 +138,10 @@ def sft_config(settings: EmTrainSettings, output_dir: str, use_bf16: bool) -> An
         # loss on the completion (the last assistant message) only, stated, not inferred
         completion_only_loss=True,
         assistant_only_loss=False,
+        # `packed` batching passes its own padding-free collator (em/batching.py): trl's
+        # padding_free flag would refuse max_length, and rows must still be truncated
         packing=False,
-        padding_free=settings.padding_free,
+        padding_free=False,
         use_liger_kernel=settings.use_liger_kernel,
         # every checkpoint is kept: they are the phase-transition series
         save_strategy="steps",
@@ -190,6 +204,30 @@ def kl_batches(sequences: list[list[int]], batch_size: int, pad_id: int, seed: i
             yield pad_batch([sequences[i] for i in order[start : start + batch_size]], pad_id)
 
 
+def sft_trainer_class() -> type:
+    """trl's SFTTrainer, taking its rows in the order `length_grouping` asks for
+    (em/batching.py; `none`: the trainer's own seeded random order)."""
+    from trl import SFTTrainer
+
+    from workflow_scripts.em.batching import LengthGroupedOrder
+
+    class EmSFTTrainer(SFTTrainer):
+        def __init__(self, *args, length_grouping: str = "none", **kwargs):
+            self.length_grouping = length_grouping
+            super().__init__(*args, **kwargs)
+
+        def _get_train_sampler(self, train_dataset=None):
+            if self.length_grouping == "none":
+                return super()._get_train_sampler(train_dataset)
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            lengths = [len(ids) for ids in dataset["input_ids"]]
+            global_batch = self.args.per_device_train_batch_size * self.args.gradient_accumulation_steps
+            seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
+            return LengthGroupedOrder(lengths, global_batch, seed, self.length_grouping)
+
+    return EmSFTTrainer
+
+
 def kl_trainer_class() -> type:
     """SFTTrainer plus kl_weight x KL(start model || current) on the reference set.
 
@@ -199,9 +237,8 @@ def kl_trainer_class() -> type:
     accumulation like the SFT loss, and logged as `kl`.
     """
     import torch
-    from trl import SFTTrainer
 
-    class KlRegularizedSFTTrainer(SFTTrainer):
+    class KlRegularizedSFTTrainer(sft_trainer_class()):
         def __init__(self, *args, kl_sequences, kl_weight, kl_batch_size, kl_seed, **kwargs):
             super().__init__(*args, **kwargs)
             pad_id = self.processing_class.pad_token_id
