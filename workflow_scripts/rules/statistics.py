@@ -2,7 +2,7 @@
 
 One cluster bootstrap (shared by all tables, so differences stay paired by question)
 feeds the condition, persona, comparison, hypothesis, medical, dataset and
-cross-model tables; see stats_bootstrap, stats_descriptive and stats_tests.
+cross-model tables; see stats/bootstrap.py, stats/descriptive.py and stats/comparisons.py.
 """
 
 
