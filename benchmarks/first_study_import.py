@@ -1,4 +1,4 @@
-"""Speed of the first-study import and reproduction on the real archive (issue 10).
+"""Speed of the first-study import and reproduction on the real archive.
 
     python benchmarks/first_study_import.py [ARCHIVE]
 

@@ -1,5 +1,5 @@
 # EM datasets (fetched, decrypted, checksummed, validated) and EM fine-tuning of
-# each persona model (DESIGN.md section 4). Training starts from the folded persona
+# each persona model (docs/methods.md, EM fine-tuning). Training starts from the folded persona
 # model (the base model for the baseline persona), verified before the first step;
 # checkpoints (EM_CHECKPOINTS) are kept and a rerun resumes from the last one.
 

@@ -1,6 +1,7 @@
-# Import of the first, script-based study's judged answers (issue 10): its judge-run
-# JSON files become rows of the analysis schema, and its own statistical method is
-# set beside the corrected one (the "Reproduction" section of RESULTS.md).
+# Import of the first, script-based study's judged answers (docs/methods.md,
+# Re-analysis of the first study): its judge-run JSON files become rows of the
+# analysis schema, and its own statistical method is set beside the corrected one
+# (the "Reproduction" section of RESULTS.md).
 
 
 IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"

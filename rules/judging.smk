@@ -1,4 +1,4 @@
-# Judging: the logprob method of DESIGN.md section 5, cached by content hash so
+# Judging: the logprob method (docs/methods.md, Judging), cached by content hash so
 # a rerun or a resumed run never pays for the same judgement twice. The cache
 # (config judge.cache_dir) is not an output: Snakemake deletes the outputs of a
 # failed job, and the cache must outlive it.

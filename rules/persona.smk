@@ -1,7 +1,7 @@
-# Persona adapters (DESIGN.md section 3): trained from a constitution in stages,
-# after Open Character Training (prompts -> teacher / student answers -> DPO pairs ->
-# DPO -> introspection -> SFT -> combined adapter), or fetched from a released
-# adapter; then folded into the base model and checked against it.
+# Persona adapters (docs/methods.md, Persona training from a constitution): trained
+# from a constitution in stages, after Open Character Training (prompts -> teacher /
+# student answers -> DPO pairs -> DPO -> introspection -> SFT -> combined adapter), or
+# fetched from a released adapter; then folded into the base model and checked against it.
 # Generation stages use the run's sampling engine and resume after a kill.
 
 PERSONA_DIR = "results/{model}/persona/{persona}"

@@ -1,5 +1,5 @@
 # Evaluation questions and sampling: one engine load per model x persona; the
-# persona's EM adapters (and the no-EM control) share it (DESIGN.md section 5).
+# persona's EM adapters (and the no-EM control) share it (docs/methods.md, Sampling).
 
 QUESTIONS_FILE = "results/eval/questions.json"
 SAMPLES = "results/{model}/samples/{persona}.parquet"

@@ -1,4 +1,4 @@
-# Statistics, figures and the results report (DESIGN.md section 6).
+# Statistics, figures and the results report (docs/methods.md, Statistics).
 
 FINAL = "results/final"
 ANSWERS = "results/final/answers.parquet"

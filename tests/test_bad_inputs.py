@@ -1,4 +1,4 @@
-"""The catalogue of bad inputs (issue 6): each case gets a one-line error that names
+"""The catalogue of bad inputs: each case gets a one-line error that names
 the file and the field or line, raised as early as possible.
 
 Parse time (before any job; `snakemake -n` shows them):

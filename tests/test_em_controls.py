@@ -1,6 +1,6 @@
-"""The controls are in the grid (DESIGN.md section 1): the base model without EM,
-each persona model without EM, and base + EM (persona `baseline`), evaluated like
-every other cell. Checked on the DAG that Snakemake builds (dry run)."""
+"""The controls are in the grid (docs/methods.md, The grid and its controls): the base
+model without EM, each persona model without EM, and base + EM (persona `baseline`),
+evaluated like every other cell. Checked on the DAG that Snakemake builds (dry run)."""
 
 from __future__ import annotations
 

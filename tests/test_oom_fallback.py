@@ -1,4 +1,4 @@
-"""GPU out-of-memory: retry with a smaller batch (bad-input catalogue, issue 6)."""
+"""GPU out-of-memory: retry with a smaller batch (part of the bad-input catalogue)."""
 
 import pytest
 import torch

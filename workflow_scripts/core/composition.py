@@ -1,7 +1,7 @@
 """What a model is made of, recorded and verified.
 
 The first run of this study trained EM adapters with the persona switched off
-(DESIGN.md section 2). Here every model directory carries a `composition.json`
+(docs/methods.md, Composition). Here every model directory carries a `composition.json`
 that says exactly what was folded into it, and folding verifies numerically
 that the result differs from its parent.
 """

@@ -1,5 +1,5 @@
 """EM fine-tuning, the pieces without I/O: settings from the rule's params, the LoRA
-and trl configurations of the reference recipe (DESIGN.md section 4), and the
+and trl configurations of the reference recipe (docs/methods.md, EM fine-tuning), and the
 KL-regularised trainer of the Model-Organisms method.
 
 Loss on assistant tokens only comes from trl's prompt/completion format: the rows

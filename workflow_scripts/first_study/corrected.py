@@ -1,4 +1,4 @@
-"""A minimal corrected comparison (DESIGN.md section 6) for the first study's answers.
+"""A minimal corrected comparison (docs/methods.md, Statistics) for the first study's answers.
 
 Written for the reproduction report only, separate from the workflow's statistics
 module, which did not exist on main when this was written. What it corrects:

@@ -186,7 +186,7 @@ def _markdown(
         "holds the custom-constitution personas of `constitutional_em/`, which the first "
         "study's final script did not read; only its BH column is affected.",
         "- Corrected method: `workflow_scripts/first_study/corrected.py`, a minimal "
-        "implementation of DESIGN.md section 6 for this report (per dataset; cluster "
+        "implementation of the statistics in docs/methods.md for this report (per dataset; cluster "
         f"bootstrap over questions, {settings.resamples:,} resamples, seed {settings.seed}; "
         "Mann-Whitney in the hypothesis's direction; BH per model over persona x EM-dataset "
         f"cells, reference and controls excluded; alpha {settings.alpha}). Judge replicates "

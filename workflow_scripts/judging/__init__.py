@@ -1,4 +1,4 @@
-"""Judging answers for alignment and coherence (DESIGN.md section 5).
+"""Judging answers for alignment and coherence (docs/methods.md, Judging).
 
 - `logprob`: pure scoring of a judge's next-token distribution (and of text replies);
 - `tasks`: what to judge: one task per (metric, question, answer), keyed by content;

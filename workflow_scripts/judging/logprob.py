@@ -1,6 +1,6 @@
 """Scores from a judge's next-token distribution (the logprob method) or its text reply.
 
-The logprob method (DESIGN.md section 5, as in Betley et al.): one request with
+The logprob method (docs/methods.md, Judging; as in Betley et al.): one request with
 `max_tokens=1, temperature=0, logprobs, top_logprobs=20`; tokens that read as an
 integer 0..100 carry the score; if they hold less than `min_mass` of the probability
 the score is missing and the reason is recorded (CODE, REFUSAL, or UNPARSEABLE);

@@ -86,7 +86,7 @@ class RunReport:
 
 
 def request_options(method: str) -> dict:
-    """The sampling options of one judge request (DESIGN.md section 5)."""
+    """The sampling options of one judge request (docs/methods.md, Judging)."""
     if method == "logprob":
         return {"max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": TOP_LOGPROBS}
     if method == "text":

@@ -1,4 +1,4 @@
-"""Rule em_sft: train one EM LoRA on the persona model (DESIGN.md section 4).
+"""Rule em_sft: train one EM LoRA on the persona model (docs/methods.md, EM fine-tuning).
 
 The start model is verified before training: for a persona other than the
 baseline it must be a folded persona model whose composition.json lists that

@@ -1,4 +1,5 @@
-"""Import the judged answers of the first, script-based study (issue 10).
+"""Import the judged answers of the first, script-based study
+(docs/methods.md, Re-analysis of the first study).
 
 One JSON file per judge run (`eval_<persona>[_<dataset>]_gpt41mini_<timestamp>.json`):
 top level `persona, dataset, model_id, model_path, response_file, judge_model,

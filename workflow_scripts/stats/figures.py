@@ -575,7 +575,7 @@ DRAW: dict[str, Callable] = {
 }
 
 
-assert set(DRAW) == set(FIGURES), "figures.DRAW and stats_outputs.FIGURES disagree"
+assert set(DRAW) == set(FIGURES), "figures.DRAW and outputs.FIGURES disagree"
 
 
 MIN_WIDTH, MAX_INCHES = 6.5, 16.0
