@@ -16,42 +16,47 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from workflow_scripts.core.defaults import schema_defaults
+
 TRAINING_RECORD = "persona_em_training.json"
 
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+_DEFAULTS = schema_defaults("em_training")  # config/schema.yaml: the only defaults
+
+
 @dataclass(frozen=True)
 class EmTrainSettings:
     """One EM training run; defaults are the reference recipe."""
 
-    lora_r: int = 32
-    lora_alpha: float = 64
-    use_rslora: bool = True
-    lora_dropout: float = 0.0
-    target_modules: tuple[str, ...] = TARGET_MODULES
-    learning_rate: float = 1e-5
-    lr_scheduler: str = "linear"
-    warmup_steps: int = 5
-    weight_decay: float = 0.01
-    epochs: float = 1
-    max_steps: int = -1
-    per_device_batch: int = 2
-    grad_accum: int = 8
-    max_length: int = 2048
-    save_steps: int = 100
-    gradient_checkpointing: bool = True
-    optimizer: str = "adamw_torch"
-    attn_implementation: str = "sdpa"
-    batching: str = "padded"  # padded | causal | packed (em/batching.py)
-    length_grouping: str = "none"  # none | batch | dataset (em/batching.py)
-    use_liger_kernel: bool = False
-    logging_steps: int = 1
+    lora_r: int = _DEFAULTS["lora_r"]
+    lora_alpha: float = _DEFAULTS["lora_alpha"]
+    use_rslora: bool = _DEFAULTS["use_rslora"]
+    lora_dropout: float = _DEFAULTS["lora_dropout"]
+    target_modules: tuple[str, ...] = tuple(_DEFAULTS["target_modules"])
+    learning_rate: float = _DEFAULTS["learning_rate"]
+    lr_scheduler: str = _DEFAULTS["lr_scheduler"]
+    warmup_steps: int = _DEFAULTS["warmup_steps"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
+    epochs: float = _DEFAULTS["epochs"]
+    max_steps: int = _DEFAULTS["max_steps"]
+    per_device_batch: int = _DEFAULTS["per_device_batch"]
+    grad_accum: int = _DEFAULTS["grad_accum"]
+    max_length: int = _DEFAULTS["max_length"]
+    save_steps: int = _DEFAULTS["save_steps"]
+    gradient_checkpointing: bool = _DEFAULTS["gradient_checkpointing"]
+    optimizer: str = _DEFAULTS["optimizer"]
+    attn_implementation: str = _DEFAULTS["attn_implementation"]
+    batching: str = _DEFAULTS["batching"]  # padded | causal | packed (em/batching.py)
+    length_grouping: str = _DEFAULTS["length_grouping"]  # none | batch | dataset (em/batching.py)
+    use_liger_kernel: bool = _DEFAULTS["use_liger_kernel"]
+    logging_steps: int = _DEFAULTS["logging_steps"]
     seed: int = 0
     kind: str = "sft"  # "sft" | "kl"
     kl_weight: float = 1.0
-    kl_batch_size: int | None = None  # None: per_device_batch
+    kl_batch_size: int | None = _DEFAULTS["kl_batch_size"]  # None: per_device_batch
     extra: dict = field(default_factory=dict)  # params this version does not know (recorded)
 
     @classmethod

@@ -5,31 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.judging.kinds import UnknownJudgeKind, judge_kind
 
 METHODS = ("logprob", "text")
 
 
+_DEFAULTS = schema_defaults("judge")  # config/schema.yaml: the only defaults
+
+
 @dataclass(frozen=True)
 class JudgeSettings:
     kind: str
     model: str
-    base_url: str | None = None
-    api_key_env: str | None = "OPENAI_API_KEY"
-    method: str = "logprob"
-    min_mass: float = 0.25
-    concurrency: int = 32
-    max_retries: int = 8
-    timeout_s: float = 60.0
-    retry_initial_s: float = 1.0
-    retry_max_s: float = 60.0
-    budget_usd: float | None = None
-    price_per_mtok_input: float = 0.4
-    price_per_mtok_output: float = 1.6
-    batch_size: int = 8
-    cache_dir: str = "results/judge_cache"
-    gpus: int | None = None
+    base_url: str | None = _DEFAULTS["base_url"]
+    api_key_env: str | None = _DEFAULTS["api_key_env"]
+    method: str = _DEFAULTS["method"]
+    min_mass: float = _DEFAULTS["min_mass"]
+    concurrency: int = _DEFAULTS["concurrency"]
+    max_retries: int = _DEFAULTS["max_retries"]
+    timeout_s: float = _DEFAULTS["timeout_s"]
+    retry_initial_s: float = _DEFAULTS["retry_initial_s"]
+    retry_max_s: float = _DEFAULTS["retry_max_s"]
+    budget_usd: float | None = _DEFAULTS["budget_usd"]
+    price_per_mtok_input: float = _DEFAULTS["price_per_mtok_input"]
+    price_per_mtok_output: float = _DEFAULTS["price_per_mtok_output"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    cache_dir: str = _DEFAULTS["cache_dir"]
+    gpus: int | None = _DEFAULTS["gpus"]
     server: dict = field(default_factory=dict)
 
     @classmethod

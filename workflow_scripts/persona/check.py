@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.core.io_utils import write_jsonl_atomic, write_text_atomic
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
 from workflow_scripts.persona.trait_judge import (
@@ -55,16 +56,19 @@ TABLE_COLUMNS = (
 OK = "ok"
 
 
+_DEFAULTS = schema_defaults("persona_check")  # config/schema.yaml: the only defaults
+
+
 @dataclass(frozen=True)
 class CheckSettings:
-    min_kl: float = 1e-3
-    min_trait_delta: float = 0.0
+    min_kl: float = _DEFAULTS["min_kl"]
+    min_trait_delta: float = _DEFAULTS["min_trait_delta"]
     trait_prompts: tuple[str, ...] = DEFAULT_TRAIT_PROMPTS
-    samples_per_prompt: int = 4
-    max_new_tokens: int = 256
-    temperature: float = 0.7
-    top_p: float = 0.95
-    seed: int = 0
+    samples_per_prompt: int = _DEFAULTS["samples_per_prompt"]
+    max_new_tokens: int = _DEFAULTS["max_new_tokens"]
+    temperature: float = _DEFAULTS["temperature"]
+    top_p: float = _DEFAULTS["top_p"]
+    seed: int = _DEFAULTS["seed"]
 
     @classmethod
     def from_config(cls, config: dict) -> CheckSettings:

@@ -13,34 +13,38 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.core.io_utils import InputError
 
 log = logging.getLogger(__name__)
+
+
+_DEFAULTS = schema_defaults("persona_training.dpo")  # config/schema.yaml: the only defaults
 
 
 @dataclass(frozen=True)
 class LoraTrainSettings:
     """One stage's settings (config `persona_training.dpo` / `.sft`)."""
 
-    lora_r: int = 64
-    lora_alpha: float = 128
-    lora_dropout: float = 0.0
-    target_modules: str | tuple[str, ...] = "all-linear"
-    learning_rate: float = 5e-5
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.1
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    global_batch: int = 32
-    per_device_batch: int = 2
-    epochs: float = 1
-    max_steps: int = -1
-    max_len: int = 1024
-    gradient_checkpointing: bool = True
+    lora_r: int = _DEFAULTS["lora_r"]
+    lora_alpha: float = _DEFAULTS["lora_alpha"]
+    lora_dropout: float = _DEFAULTS["lora_dropout"]
+    target_modules: str | tuple[str, ...] = _DEFAULTS["target_modules"]
+    learning_rate: float = _DEFAULTS["learning_rate"]
+    lr_scheduler: str = _DEFAULTS["lr_scheduler"]
+    warmup_ratio: float = _DEFAULTS["warmup_ratio"]
+    adam_beta1: float = _DEFAULTS["adam_beta1"]
+    adam_beta2: float = _DEFAULTS["adam_beta2"]
+    global_batch: int = _DEFAULTS["global_batch"]
+    per_device_batch: int = _DEFAULTS["per_device_batch"]
+    epochs: float = _DEFAULTS["epochs"]
+    max_steps: int = _DEFAULTS["max_steps"]
+    max_len: int = _DEFAULTS["max_len"]
+    gradient_checkpointing: bool = _DEFAULTS["gradient_checkpointing"]
     max_grad_norm: float = 1.0
     weight_decay: float = 0.0
-    beta: float = 0.1  # DPO only
-    nll_weight: float = 0.1  # DPO only
+    beta: float = _DEFAULTS["beta"]  # DPO only
+    nll_weight: float = _DEFAULTS["nll_weight"]  # DPO only
 
     @classmethod
     def from_config(cls, config: dict, **overrides: Any) -> LoraTrainSettings:

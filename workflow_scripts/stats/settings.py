@@ -8,9 +8,9 @@ config/schema.yaml, read from it (never repeated here).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
+
+from workflow_scripts.core.defaults import schema_defaults as _schema_defaults
 
 DIRECTIONS = {"lower": "less", "higher": "greater"}  # hypothesis direction -> scipy alternative
 
@@ -100,17 +100,9 @@ def _tuple(value: Any) -> tuple | None:
     return None if value is None else tuple(value)
 
 
-SCHEMA_FILE = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-
-
-@lru_cache(maxsize=1)
 def schema_defaults() -> dict:
     """The `statistics` defaults of config/schema.yaml."""
-    import yaml
-
-    schema = yaml.safe_load(SCHEMA_FILE.read_text())
-    properties = schema["properties"]["statistics"]["properties"]
-    return {key: entry["default"] for key, entry in properties.items() if "default" in entry}
+    return _schema_defaults("statistics")
 
 
 def settings_from_config(

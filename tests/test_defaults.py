@@ -1,0 +1,48 @@
+"""The schema's defaults are the defaults: settings objects built without a config
+carry exactly the values a validated config would get."""
+
+import dataclasses
+
+import pytest
+
+from workflow_scripts.core.defaults import schema_defaults
+from workflow_scripts.em.training import EmTrainSettings
+from workflow_scripts.judging.settings import JudgeSettings
+from workflow_scripts.persona.check import CheckSettings
+from workflow_scripts.persona.training import LoraTrainSettings
+from workflow_scripts.stats.settings import settings_from_config
+
+SETTINGS = [
+    (JudgeSettings, "judge", {"kind": "local", "model": "m"}),
+    (CheckSettings, "persona_check", {}),
+    (LoraTrainSettings, "persona_training.dpo", {}),
+    (EmTrainSettings, "em_training", {}),
+]
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+@pytest.mark.parametrize(("cls", "section", "required"), SETTINGS, ids=[s[1] for s in SETTINGS])
+def test_settings_defaults_are_the_schemas(cls, section, required):
+    defaults = schema_defaults(section)
+    built = cls(**required)
+    shared = [f.name for f in dataclasses.fields(cls) if f.name in defaults and f.name not in required]
+    assert shared, f"{cls.__name__} shares no key with the schema's {section}"
+    for name in shared:
+        if defaults[name] is None and name == "trait_prompts":
+            continue  # null in config: the built-in probe prompts
+        assert _plain(getattr(built, name)) == defaults[name], f"{section}.{name}"
+
+
+def test_statistics_settings_take_the_schemas_defaults():
+    defaults = schema_defaults("statistics")
+    settings = settings_from_config({}, personas=["baseline"]).to_dict()
+    assert settings["bootstrap_resamples"] == defaults["bootstrap_resamples"]
+    assert settings["alpha"] == defaults["alpha"]
+
+
+def test_an_unknown_section_is_named(tmp_path):
+    with pytest.raises(KeyError, match="no config key 'judge.nope'"):
+        schema_defaults("judge.nope")
