@@ -5,7 +5,6 @@ venv hands its work to that interpreter (envs/README.md)."""
 
 import importlib.util
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -74,7 +73,7 @@ def run_stage(
 
 def run_handed_off(run: Callable[[dict], Any]) -> None:
     """Entry point of a handed-off run: `python -m workflow_scripts.<stage> PARAMS.json`."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from workflow_scripts.core.job import log_to
+
+    log_to(None)
     run(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))

@@ -31,7 +31,7 @@ from typing import Any
 from workflow_scripts.core.chat import messages_for, render
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.judging.logprob import CODE, REFUSAL
-from workflow_scripts.judging.tasks import JudgeTask
+from workflow_scripts.judging.tasks import JudgeTask, judgement_record
 
 log = logging.getLogger(__name__)
 
@@ -208,19 +208,16 @@ class LocalJudge:
             for (length, _, _, task), dist in zip(chunk, dists, strict=True):
                 tokens += length
                 on_record(
-                    {
-                        "key": task.key,
-                        "judge": self.judge_id,
-                        "method": self.method,
-                        "metric": task.metric,
-                        "question_id": task.question_id,
-                        "dist": dist,
-                        "reply": max(dist, key=dist.get),
-                        "usage": {"prompt_tokens": length, "completion_tokens": 0},
-                        "cost_usd": 0.0,
-                        "attempts": 1,
-                        "time": time.time(),
-                    }
+                    judgement_record(
+                        task,
+                        self.judge_id,
+                        self.method,
+                        dist=dist,
+                        reply=max(dist, key=dist.get),
+                        usage={"prompt_tokens": length, "completion_tokens": 0},
+                        cost_usd=0.0,
+                        attempts=1,
+                    )
                 )
             log.info("judged %d/%d locally", min(first + self.batch_size, len(encoded)), len(encoded))
         elapsed = time.monotonic() - start

@@ -33,7 +33,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.judging.accounting import Ledger, Prices
 from workflow_scripts.judging.logprob import API_ERROR, distribution_from_top_logprobs
-from workflow_scripts.judging.tasks import JudgeTask
+from workflow_scripts.judging.tasks import JudgeTask, judgement_record
 
 log = logging.getLogger(__name__)
 
@@ -319,31 +319,21 @@ class OpenAIJudge:
             raise
         self.ledger.attempts["ok"] += 1
         cost = self.ledger.bill(usage)
-        return {
-            "key": task.key,
-            "judge": self.judge_id,
-            "method": self.method,
-            "metric": task.metric,
-            "question_id": task.question_id,
-            "dist": dist,
-            "reply": reply,
-            "usage": {k: (usage or {}).get(k) for k in ("prompt_tokens", "completion_tokens")},
-            "cost_usd": cost,
-            "attempts": attempt,
-            "time": time.time(),
-        }
+        return judgement_record(
+            task,
+            self.judge_id,
+            self.method,
+            dist=dist,
+            reply=reply,
+            usage={k: (usage or {}).get(k) for k in ("prompt_tokens", "completion_tokens")},
+            cost_usd=cost,
+            attempts=attempt,
+        )
 
     def _error_record(self, task: JudgeTask, exc: BaseException) -> dict:
-        return {
-            "key": task.key,
-            "judge": self.judge_id,
-            "method": self.method,
-            "metric": task.metric,
-            "question_id": task.question_id,
-            "special": API_ERROR,
-            "error": _short(exc),
-            "time": time.time(),
-        }
+        return judgement_record(
+            task, self.judge_id, self.method, special=API_ERROR, error=_short(exc)
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

@@ -22,6 +22,7 @@ import polars as pl
 
 from workflow_scripts.core.hashing import settings_hash, weights_hash
 from workflow_scripts.core.io_utils import InputError, write_json_atomic, write_parquet_atomic
+from workflow_scripts.core.job import log_to
 from workflow_scripts.core.misalignment import with_misaligned
 from workflow_scripts.core.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
 from workflow_scripts.judging.accounting import Ledger
@@ -224,10 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", default=None)
     args = parser.parse_args(argv)
     text = Path(args.settings[1:]).read_text() if args.settings.startswith("@") else args.settings
-    target = {"filename": args.log} if args.log else {"stream": sys.stderr}
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **target)
-    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2", "openai"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    log_to(args.log)
     try:
         judge_samples(
             args.samples, args.questions, args.dataset, JudgeSettings.from_config(yaml.safe_load(text)),

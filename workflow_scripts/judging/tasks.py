@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from workflow_scripts.core.hashing import text_hash
 from workflow_scripts.core.io_utils import InputError, read_json
@@ -98,3 +100,17 @@ def build_tasks(
             keys[metric] = key
         row_keys.append(keys)
     return list(unique.values()), row_keys
+
+
+def judgement_record(task: JudgeTask, judge_id: str, method: str, **outcome: Any) -> dict:
+    """One cache record: which judgement (key, judge, method, metric, question) and its
+    outcome (`dist`, `reply`, `usage`, `cost_usd`, `attempts`, or `special` and `error`)."""
+    return {
+        "key": task.key,
+        "judge": judge_id,
+        "method": method,
+        "metric": task.metric,
+        "question_id": task.question_id,
+        **outcome,
+        "time": time.time(),
+    }
