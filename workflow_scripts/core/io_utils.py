@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from workflow_scripts.core.hashing import settings_hash
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -38,7 +43,9 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it to `final` only on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     _usual_mode(tmp, directory=False)
@@ -95,7 +102,9 @@ def read_json(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except json.JSONDecodeError as err:
-        raise InputError(f"{path}: line {err.lineno}, column {err.colno}: {err.msg} (JSON)") from None
+        raise InputError(
+            f"{path}: line {err.lineno}, column {err.colno}: {err.msg} (JSON)"
+        ) from None
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -110,9 +119,13 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(f"{path}: line {lineno}, column {err.colno}: {err.msg} (JSONL)") from None
+                raise InputError(
+                    f"{path}: line {lineno}, column {err.colno}: {err.msg} (JSONL)"
+                ) from None
             if not isinstance(obj, dict):
-                raise InputError(f"{path}: line {lineno}: expected a JSON object, found {type(obj).__name__}")
+                raise InputError(
+                    f"{path}: line {lineno}: expected a JSON object, found {type(obj).__name__}"
+                )
             yield lineno, obj
 
 
@@ -127,16 +140,45 @@ class ResumableJsonl:
     line (killed mid-write) is dropped on reopen. `key(row)` identifies a row, so a
     resumed run asks `done_keys` what to skip. `finish()` renames the partial file
     to the final output, so the final name exists only once everything is written.
+
+    `fingerprint` is everything the rows depend on (settings, and the content hashes
+    of the inputs). Its hash is kept beside the partial file
+    (`<final>.partial.settings.json`); a partial file made with another fingerprint,
+    or with none recorded, is discarded (logged) and the output starts over, so a
+    job rerun after an edit never mixes old-settings rows with new ones.
     """
 
-    def __init__(self, final: str | os.PathLike, key: Callable[[dict], Any]):
+    def __init__(self, final: str | os.PathLike, key: Callable[[dict], Any], fingerprint: Any):
         self.final = Path(final)
         self.partial = self.final.with_name(self.final.name + ".partial")
+        self.settings_file = self.final.with_name(self.final.name + ".partial.settings.json")
         self.key = key
         self.rows: list[dict] = []
+        self.fingerprint_hash = settings_hash(fingerprint)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         if self.partial.exists():
-            self._recover()
+            recorded = self._recorded_hash()
+            if recorded == self.fingerprint_hash:
+                self._recover()
+                return
+            log.warning(
+                "%s: made with other settings or inputs (hash %s, now %s); discarded, "
+                "starting over",
+                self.partial,
+                recorded or "not recorded",
+                self.fingerprint_hash,
+            )
+            self.partial.unlink()
+        write_json_atomic(
+            self.settings_file,
+            {"settings_hash": self.fingerprint_hash, "fingerprint": fingerprint},
+        )
+
+    def _recorded_hash(self) -> str | None:
+        try:
+            return json.loads(self.settings_file.read_text(encoding="utf-8"))["settings_hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _recover(self) -> None:
         good: list[str] = []
@@ -189,5 +231,6 @@ class ResumableJsonl:
 
     def discard_partial(self) -> None:
         """Drop the partial file once the final output (of any format) is in place."""
-        if self.partial.exists():
-            self.partial.unlink()
+        for path in (self.partial, self.settings_file):
+            if path.exists():
+                path.unlink()

@@ -16,7 +16,7 @@ import polars as pl
 
 from workflow_scripts.core.chat import messages_for
 from workflow_scripts.core.composition import AdapterRef, Composition, composition_of
-from workflow_scripts.core.hashing import weights_hash
+from workflow_scripts.core.hashing import sha256_file, weights_hash
 from workflow_scripts.core.io_utils import ResumableJsonl, read_json, write_parquet_atomic
 from workflow_scripts.core.schema import SAMPLE_SCHEMA
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
@@ -112,7 +112,20 @@ def sample_persona(
 
     requests = build_requests(questions, conditions, sampling)
     request_by_key = {r.key: r for r in requests}
-    writer = ResumableJsonl(out_file, key=lambda row: (row["key"], row["sample_idx"]))
+    fingerprint = {
+        "sampling": sampling,
+        "engine": f"{engine.name}=={engine.version}",
+        "engine_options": getattr(engine, "options", {}),
+        "questions_sha256": sha256_file(questions_file),
+        "conditions": [
+            [c.dataset, c.seed, compositions[(c.dataset, c.seed)].to_dict()] for c in conditions
+        ],
+        "model": model_name,
+        "persona": persona,
+    }
+    writer = ResumableJsonl(
+        out_file, key=lambda row: (row["key"], row["sample_idx"]), fingerprint=fingerprint
+    )
     done = _finished_requests(writer.rows, sampling["n"])
     if done:
         log.info("resuming: %d of %d requests already sampled", len(done), len(requests))
