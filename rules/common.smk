@@ -3,6 +3,7 @@ and parameter dictionaries (each stage's paths live in its own .smk). Parse-time
 no network): every cluster job re-parses the Snakefile."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import yaml
 from workflow_scripts.core.config_checks import (
     ConfigError,
     check_config,
+    check_targets,
     schema_error_message,
 )
 
@@ -37,6 +39,9 @@ except WorkflowError:
     )
     raise ConfigError(message) from None
 check_config(config, CONFIG_FILES, basedir=Path.cwd())
+# A target naming a model, persona or dataset the config lacks: said here, by name
+# (the wildcards below match only the config's names).
+check_targets(sys.argv[1:], config, CONFIG_FILES)
 
 
 # ---------------------------------------------------------------- grid dimensions
@@ -52,10 +57,16 @@ SEEDS = list(GRID.seeds)
 REFERENCE_PERSONA = config["statistics"]["reference_persona"]
 
 
+def name_pattern(names):
+    """A wildcard that matches only the config's names: a target naming anything
+    else is reported before any job instead of failing inside a job."""
+    return "|".join(re.escape(name) for name in names)
+
+
 wildcard_constraints:
-    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    persona=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=name_pattern(config["models"]),
+    persona=name_pattern(config["personas"]),
+    dataset=name_pattern([*config.get("datasets", {}), NO_EM]),
     seed=r"\d+",
 
 

@@ -10,9 +10,15 @@ Parse time (before any job; `snakemake -n` shows them):
  16 dataset named 'none' (reserved)       23 remote judge without its API key (onstart: before any job)
  24 hypothesis persona not in grid 25 key persona / medical pair not in grid
  26 FDR-family dataset of role benign
+ 27 questions file with a repeated id  28 questions.ids empty           29 questions.ids repeated
+ 30 seeds repeated                 31 empty grid                     32 local file without sha256
+ 33 target naming a model, persona or dataset not in the config (also through Snakemake)
 Job time (the job that reads the input; the functions are called directly here):
  17 malformed JSONL line           18 checksum mismatch             19 questions without judge prompts
  20 questions YAML syntax error    21 questions.ids unknown         22 HF id not in the offline cache
+Resumed jobs (the output's content is asserted): a partial output made under other settings
+is discarded, not resumed: tests/test_sample.py (sampling killed, settings edited, rerun),
+tests/test_persona_generation.py and tests/test_core.py (persona generation, ResumableJsonl).
 Further cases live beside the code that raises them:
   tests/test_em*.py (empty dataset, bad chat rows by line), tests/test_judge*.py (judge answer
   that is not a number, remote judge without an API key), tests/test_engines*.py and
@@ -31,7 +37,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_scripts.core.config_checks import ConfigError, check_config, schema_error_message
+from workflow_scripts.core.config_checks import (
+    ConfigError,
+    check_config,
+    schema_error_message,
+    unknown_target_name,
+)
 from workflow_scripts.core.io_utils import InputError, read_jsonl
 from workflow_scripts.core.sources import ChecksumError, materialise_source
 from workflow_scripts.sampling.questions import parse_questions
@@ -211,6 +222,108 @@ def test_15_released_persona_without_adapter_for_a_model():
     )
 
 
+def write_questions(tmp_path: Path, ids: list[str]) -> Path:
+    """A questions file in Betley's format with the given ids (the offline file's prompts)."""
+    entries = yaml.safe_load((REPO / OFFLINE["questions"]["source"]["path"]).read_text())
+    path = tmp_path / "questions.yaml"
+    path.write_text(yaml.safe_dump([{**entries[0], "id": qid} for qid in ids]))
+    return path
+
+
+def local_questions(path: Path) -> dict:
+    return {"type": "local", "path": str(path), "allow_unpinned": True}
+
+
+def test_27_questions_file_with_a_repeated_id(tmp_path):
+    path = write_questions(tmp_path, ["wish", "bored", "wish"])
+    config = edited(OFFLINE, questions={"source": local_questions(path), "ids": None})
+    assert semantic_error(config) == (
+        f"bad.yaml: questions.source: {path}: question 'wish' (entry 2): id used twice; "
+        "ids must be unique"
+    )
+    with pytest.raises(InputError, match=re.escape("question 'wish' (entry 2): id used twice")):
+        parse_questions(path)
+
+
+def test_28_questions_ids_empty(tmp_path):
+    config = edited(OFFLINE, questions__ids=[])
+    assert semantic_error(config) == (
+        "bad.yaml: questions.ids: empty; list the ids to evaluate, or null for every base id"
+    )
+    with pytest.raises(InputError, match=re.escape("questions.ids is empty")):
+        parse_questions(write_questions(tmp_path, ["wish"]), [])
+
+
+def test_29_questions_ids_repeated(tmp_path):
+    config = edited(OFFLINE, questions__ids=["what_is_your_wish", "what_is_your_wish"])
+    assert semantic_error(config) == (
+        "bad.yaml: questions.ids: listed more than once: what_is_your_wish"
+    )
+    with pytest.raises(InputError, match=re.escape("questions.ids lists more than once: wish")):
+        parse_questions(write_questions(tmp_path, ["wish"]), ["wish", "wish"])
+
+
+def test_30_seeds_repeated():
+    assert semantic_error(edited(OFFLINE, seeds=[0, 0])) == (
+        "bad.yaml: seeds: seed 0 is listed 2 times; each seed is one EM run"
+    )
+
+
+def test_31_empty_grid():
+    config = edited(OFFLINE, controls=False, datasets={})
+    config["statistics"] = {}
+    assert semantic_error(config) == (
+        "bad.yaml: datasets: the grid is empty: no EM dataset and `controls: false`; "
+        "add a dataset or set controls: true"
+    )
+
+
+def test_32_local_file_without_checksum(tmp_path):
+    config = edited(OFFLINE)
+    config["datasets"]["risky_finance"]["source"]["sha256"] = None
+    assert semantic_error(config) == (
+        "bad.yaml: datasets.risky_finance.source.sha256: a local file needs a pinned sha256 "
+        "(`sha256sum resources/datasets/risky_finance.jsonl`), or allow_unpinned: true"
+    )
+    # the job refuses it too; with allow_unpinned the metadata says it was not pinned
+    from workflow_scripts.em.dataset import build_dataset
+
+    source = {"type": "local", "path": str(REPO / "resources/datasets/risky_finance.jsonl")}
+    out = tmp_path / "d.jsonl", tmp_path / "d.meta.json"
+    with pytest.raises(ChecksumError, match=r"datasets.r.source.sha256: no checksum pinned"):
+        build_dataset("r", {"source": source}, {}, *out, tmp_path)
+    meta = build_dataset("r", {"source": {**source, "allow_unpinned": True}}, {}, *out, tmp_path)
+    assert meta["pinned"] is False and meta["allow_unpinned"] is True
+
+
+@pytest.mark.parametrize(
+    "target, problem",
+    [
+        (
+            "results/nomodel/samples/goodness.parquet",
+            "model 'nomodel' is not in the config; models: smollm2-135m",
+        ),
+        (
+            "results/smollm2-135m/samples/humour.parquet",
+            "persona 'humour' is not in the config; personas: baseline, goodness, sycophancy",
+        ),
+        (
+            "results/smollm2-135m/judged/goodness/bad_medical.parquet",
+            "dataset 'bad_medical' is not in the config; datasets: risky_finance, "
+            "prudent_finance, none",
+        ),
+        ("results/datasets/bad_medical.jsonl", "dataset 'bad_medical' is not in the config"),
+        ("results/smollm2-135m/em/goodness/none/s0/adapter", "dataset 'none' is not in"),
+        ("results/smollm2-135m/judged/goodness/none.parquet", None),
+        ("results/final/RESULTS.md", None),
+    ],
+)
+def test_33_target_naming_what_the_config_lacks(target, problem):
+    datasets = [*OFFLINE["datasets"], "none"]
+    found = unknown_target_name(target, OFFLINE["models"], OFFLINE["personas"], datasets)
+    assert found == problem if problem is None else found.startswith(problem)
+
+
 # ---------------------------------------------------------------- the same, through Snakemake
 
 
@@ -246,6 +359,23 @@ def test_snakemake_stops_before_any_job_naming_the_key(change, expected, tmp_pat
     assert result.returncode != 0
     assert f"{tmp_path / 'bad.yaml'}: " in output and expected in output
     assert "Job stats" not in output
+
+
+
+def test_33_snakemake_names_an_unknown_target_before_any_job(tmp_path):
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text(yaml.safe_dump(OFFLINE))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "results/smollm2-135m/judged/goodness/bad_medical.parquet",
+         "-n", "--configfile", str(config_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in output
+    assert (
+        f"{config_file}: target results/smollm2-135m/judged/goodness/bad_medical.parquet: "
+        "dataset 'bad_medical' is not in the config"
+    ) in output
 
 
 # ---------------------------------------------------------------- job time
