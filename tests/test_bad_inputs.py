@@ -16,6 +16,9 @@ Parse time (before any job; `snakemake -n` shows them):
 Job time (the job that reads the input; the functions are called directly here):
  17 malformed JSONL line           18 checksum mismatch             19 questions without judge prompts
  20 questions YAML syntax error    21 questions.ids unknown         22 HF id not in the offline cache
+ 34 JSONL not UTF-8 (line named)   35 truncated Parquet (samples, judged, answers)
+ 36 truncated or corrupt safetensors 37 JSON and YAML not UTF-8 / malformed (line named)
+ 38 a job ends on a bad input with its one-line message, not a traceback
 Resumed jobs (the output's content is asserted): a partial output made under other settings
 is discarded, not resumed: tests/test_sample.py (sampling killed, settings edited, rerun),
 tests/test_persona_generation.py and tests/test_core.py (persona generation, ResumableJsonl).
@@ -43,7 +46,14 @@ from workflow_scripts.core.config_checks import (
     schema_error_message,
     unknown_target_name,
 )
-from workflow_scripts.core.io_utils import InputError, read_jsonl
+from workflow_scripts.core.io_utils import (
+    InputError,
+    check_safetensors,
+    read_json,
+    read_jsonl,
+    read_parquet,
+    read_yaml,
+)
 from workflow_scripts.core.sources import ChecksumError, materialise_source
 from workflow_scripts.sampling.questions import parse_questions
 
@@ -485,3 +495,87 @@ def test_23_remote_judge_without_api_key_stops_before_any_job(tmp_path):
         env=env,
     )
     assert dry.returncode == 0, dry.stdout + dry.stderr
+
+
+def test_34_jsonl_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "insecure.jsonl"
+    path.write_bytes(b'{"messages": []}\n{"messages": "caf\xe9"}\n')
+    with pytest.raises(InputError) as err:
+        read_jsonl(path)
+    assert str(err.value) == (
+        f"{path}: line 2: byte 0xe9 is not UTF-8 text (save the file as UTF-8)"
+    )
+
+
+def test_35_truncated_parquet_is_named_by_every_reader(tmp_path):
+    import polars as pl
+
+    from workflow_scripts.judging.run import read_samples
+    from workflow_scripts.stats.answers import read_judged
+
+    path = tmp_path / "baseline.parquet"
+    pl.DataFrame({"a": list(range(100))}).write_parquet(path)
+    path.write_bytes(path.read_bytes()[:-20])
+    for read in (read_parquet, lambda p: read_samples(p, "none"), read_judged):
+        with pytest.raises(InputError) as err:
+            read(path)
+        assert str(err.value).startswith(f"{path}: not a readable Parquet file (")
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'gone.parquet'}: file not found")):
+        read_parquet(tmp_path / "gone.parquet")
+
+
+def test_36_truncated_or_corrupt_safetensors(tmp_path):
+    import json as _json
+
+    header = _json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    whole = len(header).to_bytes(8, "little") + header + bytes(16)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(whole)
+    check_safetensors(adapter)  # intact
+    weights.write_bytes(whole[:-4])
+    with pytest.raises(InputError) as err:
+        check_safetensors(adapter)
+    assert str(err.value) == (
+        f"{weights}: truncated: its tensors need {len(whole)} bytes, the file has {len(whole) - 4}"
+    )
+    weights.write_bytes(b"<html>not found</html>")
+    with pytest.raises(InputError, match=re.escape(f"{weights}: not a safetensors file or truncated")):
+        check_safetensors(adapter)
+
+
+def test_37_json_and_yaml_malformed_or_not_utf8(tmp_path):
+    from workflow_scripts.persona.constitution import parse_constitution
+
+    path = tmp_path / "composition.json"
+    path.write_text('{"base_model": "m",\n  "adapters": [}\n')
+    with pytest.raises(InputError, match=re.escape(f"{path}: line 2, column 16: ")):
+        read_json(path)
+    latin1 = tmp_path / "humor.json"
+    latin1.write_bytes(b'[{"trait": "na\xefve", "questions": ["q"]}]')
+    with pytest.raises(InputError) as err:
+        parse_constitution(latin1)
+    assert str(err.value) == f"{latin1}: line 1: byte 0xef is not UTF-8 text (save the file as UTF-8)"
+    bad_yaml = tmp_path / "config.yaml"
+    bad_yaml.write_text("sampling:\n  n: [1,\n")
+    with pytest.raises(InputError, match=re.escape(f"{bad_yaml}: line 3, column 1: ")):
+        read_yaml(bad_yaml)
+
+
+def test_38_a_job_ends_on_a_bad_input_with_one_line(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(
+        "from workflow_scripts.core.io_utils import read_json\n"
+        "from workflow_scripts.core.job import log_to\n"
+        f"log_to({str(tmp_path / 'job.log')!r})\n"
+        f"read_json({str(script)!r})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    message = f"{script}: line 1, column 1: Expecting value (JSON)"
+    assert message in result.stderr and message in (tmp_path / "job.log").read_text()

@@ -95,16 +95,109 @@ def write_parquet_atomic(df: Any, path: str | os.PathLike) -> None:
         df.write_parquet(tmp)
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
-    except json.JSONDecodeError as err:
+    except IsADirectoryError:
+        raise InputError(f"{path}: expected a file, found a directory") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def decode_utf8(path: str | os.PathLike, raw: bytes, first_line: int = 1) -> str:
+    """`raw` as UTF-8 text; an undecodable byte names the file and its line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + _line_of(raw, err.start) - 1
         raise InputError(
-            f"{path}: line {err.lineno}, column {err.colno}: {err.msg} (JSON)"
+            f"{path}: line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text "
+            "(save the file as UTF-8)"
         ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; a missing, unreadable or wrongly encoded file is one InputError."""
+    return decode_utf8(path, read_bytes(path))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: line {err.lineno}, column {err.colno}: {err.msg} (JSON)") from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file (anchors resolved); a syntax error names the line and column."""
+    import yaml
+
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise InputError(f"{path}: {where}{getattr(err, 'problem', None) or err} (YAML)") from None
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> Any:
+    """A Parquet file as a polars DataFrame; a truncated or foreign file is one InputError."""
+    import polars as pl
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Every `.safetensors` file at `path` (a file or a model/adapter directory) has a
+    readable header whose tensors lie inside the file: a truncated or corrupt weights
+    file is one InputError naming it, before a library loads it."""
+    path = Path(path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    for file in files:
+        size = file.stat().st_size
+        with file.open("rb") as fh:
+            head = fh.read(8)
+            header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if header_len < 2 or 8 + header_len > size:
+                raise InputError(
+                    f"{file}: not a safetensors file or truncated (header of {header_len} "
+                    f"bytes, file of {size})"
+                )
+            raw = fh.read(header_len)
+        try:
+            header = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(f"{file}: safetensors header is not valid JSON (corrupt file)") from None
+        try:
+            end = max(
+                (int(e["data_offsets"][1]) for k, e in header.items() if k != "__metadata__"),
+                default=0,
+            )
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            raise InputError(f"{file}: safetensors header lacks tensor offsets (corrupt file)") from None
+        if 8 + header_len + end > size:
+            raise InputError(
+                f"{file}: truncated: its tensors need {8 + header_len + end} bytes, "
+                f"the file has {size}"
+            )
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -112,20 +205,17 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_utf8(path, raw, first_line=lineno)
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(
-                    f"{path}: line {lineno}, column {err.colno}: {err.msg} (JSONL)"
-                ) from None
+                raise InputError(f"{path}: line {lineno}, column {err.colno}: {err.msg} (JSONL)") from None
             if not isinstance(obj, dict):
-                raise InputError(
-                    f"{path}: line {lineno}: expected a JSON object, found {type(obj).__name__}"
-                )
+                raise InputError(f"{path}: line {lineno}: expected a JSON object, found {type(obj).__name__}")
             yield lineno, obj
 
 

@@ -89,6 +89,9 @@ class TransformersEngine:
     def add_adapter(self, name: str, path: str) -> None:
         from peft import PeftModel
 
+        from workflow_scripts.core.io_utils import check_safetensors
+
+        check_safetensors(path)
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name)
             self._peft.eval()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.chat import render
-from workflow_scripts.core.io_utils import InputError, read_json
+from workflow_scripts.core.io_utils import InputError, check_safetensors, read_json
 from workflow_scripts.engines.base import Completion, GenerationRequest, request_batches
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class VllmEngine:
         if not config_file.exists():
             raise InputError(f"{path}: not a LoRA adapter directory (no adapter_config.json)")
         config = read_json(config_file)
+        check_safetensors(path)
         if config.get("use_dora"):
             raise InputError(
                 f"{config_file}: use_dora: vLLM cannot serve DoRA adapters; found true"

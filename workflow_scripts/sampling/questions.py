@@ -12,9 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from workflow_scripts.core.io_utils import InputError, write_json_atomic
+from workflow_scripts.core.io_utils import InputError, read_yaml, write_json_atomic
 from workflow_scripts.core.schema import VARIANT_SUFFIXES
 from workflow_scripts.core.sources import materialise_source
 
@@ -49,14 +47,7 @@ def is_base_id(question_id: str) -> bool:
 def parse_questions(path: str | os.PathLike, ids: list[str] | None = None) -> list[Question]:
     """Parse and check a questions file; `ids=None` keeps every base (non-variant) id."""
     path = Path(path)
-    try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise InputError(f"{path}: {where}{getattr(err, 'problem', err)} (YAML)") from None
+    entries = read_yaml(path)
     if not isinstance(entries, list):
         raise InputError(f"{path}: expected a list of questions at the top level")
     by_id: dict[str, Question] = {}
