@@ -194,6 +194,12 @@ class VllmEngine:
             seed=request.seed,
             stop_token_ids=list(self._stop_ids),
             skip_special_tokens=True,
+            # explicit, so no default of the model's generation_config applies
+            min_p=0.0,
+            repetition_penalty=1.0,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            min_tokens=0,
         )
 
     # -- engine loads ---------------------------------------------------------------
