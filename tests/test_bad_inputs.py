@@ -19,6 +19,7 @@ Job time (the job that reads the input; the functions are called directly here):
  34 JSONL not UTF-8 (line named)   35 truncated Parquet (samples, judged, answers)
  36 truncated or corrupt safetensors 37 JSON and YAML not UTF-8 / malformed (line named)
  38 a job ends on a bad input with its one-line message, not a traceback
+ 39 EM adapter served on another model than it was trained on, or changed since training
 Resumed jobs (the output's content is asserted): a partial output made under other settings
 is discarded, not resumed: tests/test_sample.py (sampling killed, settings edited, rerun),
 tests/test_persona_generation.py and tests/test_core.py (persona generation, ResumableJsonl).
@@ -579,3 +580,49 @@ def test_38_a_job_ends_on_a_bad_input_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     message = f"{script}: line 1, column 1: Expecting value (JSON)"
     assert message in result.stderr and message in (tmp_path / "job.log").read_text()
+
+
+def test_39_em_adapter_served_on_another_model_or_changed(tmp_path):
+    from workflow_scripts.core.composition import (
+        AdapterRef,
+        Composition,
+        composition_of,
+        write_composition,
+    )
+    from workflow_scripts.core.hashing import weights_hash
+    from workflow_scripts.sampling.sample import Condition, condition_compositions
+
+    base = Composition("tiny", "pkg/tiny.gguf", "b" * 64)
+    goodness = base.with_adapter(AdapterRef("persona", "goodness", "g" * 64))
+    humor = base.with_adapter(AdapterRef("persona", "humor", "h" * 64))
+    model = tmp_path / "goodness_model"
+    model.mkdir()
+    write_composition(model, goodness)
+    adapter = tmp_path / "risky_s0"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    em = AdapterRef("em", "risky", weights_hash(adapter), source="trained:risky/s0")
+    conditions = [Condition("risky", 0, str(adapter))]
+
+    write_composition(adapter, goodness.with_adapter(em))  # trained on this persona model
+    served = condition_compositions(model, conditions)[("risky", 0)]
+    assert served.adapters == [*composition_of(model).adapters, em]
+
+    write_composition(adapter, humor.with_adapter(em))
+    with pytest.raises(InputError) as err:
+        condition_compositions(model, conditions)
+    assert str(err.value) == (
+        f"{adapter}/composition.json: trained on {humor.summary()}, "
+        f"but served here on {model} = {goodness.summary()}"
+    )
+
+    write_composition(adapter, goodness.with_adapter(em))
+    (adapter / "adapter_model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(InputError, match=re.escape(
+        f"{adapter}/composition.json: adapters.risky.weights_sha256: recorded {em.weights_sha256}"
+    )):  # fmt: skip
+        condition_compositions(model, conditions)
+
+    (adapter / "composition.json").unlink()
+    with pytest.raises(InputError, match=re.escape(f"{adapter}/composition.json: missing")):
+        condition_compositions(model, conditions)

@@ -66,8 +66,18 @@ def two_em_adapters(tiny_model_dir, tmp_path_factory):
         peft_model = get_peft_model(model, config)
         path = root / f"adapter{i}"
         peft_model.save_pretrained(path)
+        record_training(tiny_model_dir, path)
         paths.append(str(path))
     return paths
+
+
+def record_training(model_dir, adapter) -> None:
+    """The composition.json EM training writes beside an adapter trained on `model_dir`."""
+    from workflow_scripts.core.composition import AdapterRef, composition_of, write_composition
+    from workflow_scripts.core.hashing import weights_hash
+
+    ref = AdapterRef("em", Path(adapter).name, weights_hash(adapter), source="trained")
+    write_composition(adapter, composition_of(model_dir).with_adapter(ref))
 
 
 @pytest.fixture
