@@ -244,7 +244,9 @@ def persona_settings(*keys):
     size of the run's engine only), so editing another stage's or engine's settings
     does not rerun it."""
     training = config["persona_training"]
-    chunk = "vllm_chunk_size" if config["sampling"]["engine"] == "vllm" else "chunk_size"
+    chunk = (
+        "vllm_chunk_size" if config["sampling"]["engine"] == "vllm" else "chunk_size"
+    )
     return {key: training[key] for key in (*PERSONA_GENERATION_KEYS, chunk, *keys)}
 
 

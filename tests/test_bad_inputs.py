@@ -23,6 +23,8 @@ Job time (the job that reads the input; the functions are called directly here):
 Resumed jobs (the output's content is asserted): a partial output made under other settings
 is discarded, not resumed: tests/test_sample.py (sampling killed, settings edited, rerun),
 tests/test_persona_generation.py and tests/test_core.py (persona generation, ResumableJsonl).
+An edited setting that the configured engine or judge kind does not read reruns nothing:
+tests/test_rerun_plan.py (Snakemake's plan after the edit).
 Further cases live beside the code that raises them:
   tests/test_em*.py (empty dataset, bad chat rows by line), tests/test_judge*.py (judge answer
   that is not a number, remote judge without an API key), tests/test_engines*.py and
