@@ -3,6 +3,7 @@ and parameter dictionaries (each stage's paths live in its own .smk). Parse-time
 no network): every cluster job re-parses the Snakefile."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import yaml
 from workflow_scripts.core.config_checks import (
     ConfigError,
     check_config,
+    check_targets,
     schema_error_message,
 )
 
@@ -37,6 +39,9 @@ except WorkflowError:
     )
     raise ConfigError(message) from None
 check_config(config, CONFIG_FILES, basedir=Path.cwd())
+# A target naming a model, persona or dataset the config lacks: said here, by name
+# (the wildcards below match only the config's names).
+check_targets(sys.argv[1:], config, CONFIG_FILES)
 
 
 # ---------------------------------------------------------------- grid dimensions
@@ -52,10 +57,16 @@ SEEDS = list(GRID.seeds)
 REFERENCE_PERSONA = config["statistics"]["reference_persona"]
 
 
+def name_pattern(names):
+    """A wildcard that matches only the config's names: a target naming anything
+    else is reported before any job instead of failing inside a job."""
+    return "|".join(re.escape(name) for name in names)
+
+
 wildcard_constraints:
-    model=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    persona=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
-    dataset=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    model=name_pattern(config["models"]),
+    persona=name_pattern(config["personas"]),
+    dataset=name_pattern([*config.get("datasets", {}), NO_EM]),
     seed=r"\d+",
 
 
@@ -189,9 +200,10 @@ def sampled_datasets():
 
 # ---------------------------------------------------------------- judging
 def judge_settings(wildcards):
-    """Judge settings without any secret: the API key is read from the environment
-    variable named here, inside the job, and never passed as a param."""
-    return dict(config["judge"])
+    """The judge settings the configured kind reads (so editing a key it ignores reruns
+    nothing), without any secret: the API key is read from the environment variable
+    named here, inside the job, and never passed as a param."""
+    return JUDGE_KIND.used_settings(config["judge"])
 
 
 # ---------------------------------------------------------------- stage owners
@@ -224,28 +236,27 @@ def folded_persona_models(wildcards):
     ]
 
 
-PERSONA_GENERATION_KEYS = (
-    "temperature",
-    "top_p",
-    "chunk_size",
-    "vllm_chunk_size",
-    "seed",
-)
+PERSONA_GENERATION_KEYS = ("temperature", "top_p", "seed")
 
 
 def persona_settings(*keys):
-    """The persona_training keys one rule uses (sampling keys included), so editing
-    another stage's settings does not rerun it."""
+    """The persona_training keys one rule uses (sampling keys included, and the chunk
+    size of the run's engine only), so editing another stage's or engine's settings
+    does not rerun it."""
     training = config["persona_training"]
-    return {key: training[key] for key in (*PERSONA_GENERATION_KEYS, *keys)}
+    chunk = (
+        "vllm_chunk_size" if config["sampling"]["engine"] == "vllm" else "chunk_size"
+    )
+    return {key: training[key] for key in (*PERSONA_GENERATION_KEYS, chunk, *keys)}
 
 
 def persona_engine_settings(wildcards=None):
-    """The generation engine of persona stages: the run's sampling engine."""
-    return {
-        "kind": config["sampling"]["engine"],
-        "vllm": config["sampling"].get("vllm", {}),
-    }
+    """The generation engine of persona stages: the run's sampling engine (with its
+    vLLM options only when that engine is vLLM)."""
+    engine = {"kind": config["sampling"]["engine"]}
+    if engine["kind"] == "vllm":
+        engine["vllm"] = dict(config["sampling"].get("vllm") or {})
+    return engine
 
 
 def persona_prompt_inputs(wildcards):
@@ -328,6 +339,22 @@ SAMPLING_ENV = (
 def questions_source_inputs(wildcards):
     source = config["questions"]["source"]
     return [source["path"]] if source["type"] == "local" else []
+
+
+SAMPLING_KEYS = ("engine", "n", "temperature", "top_p", "max_new_tokens", "seed")
+
+
+def sampling_settings(wildcards=None):
+    """The sampling settings the configured engine reads: `batch_size` for
+    transformers, the `vllm` block for vLLM (so editing the other engine's settings
+    reruns nothing)."""
+    sampling = config["sampling"]
+    settings = {key: sampling[key] for key in SAMPLING_KEYS}
+    if sampling["engine"] == "vllm":
+        settings["vllm"] = dict(sampling.get("vllm") or {})
+    else:
+        settings["batch_size"] = sampling["batch_size"]
+    return settings
 
 
 def sampling_conditions(wildcards):

@@ -46,7 +46,7 @@ rule sample_persona:
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
-        sampling=config["sampling"],
+        sampling=sampling_settings,
         conditions=sampling_conditions,
     script:
         "../workflow_scripts/rules/sample_persona.py"

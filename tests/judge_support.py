@@ -47,7 +47,7 @@ def write_questions(path: Path, ids: list[str] | None = None) -> dict:
     """questions.json as the eval_questions stage writes it, from the offline questions."""
     from workflow_scripts.sampling.questions import prepare_questions
 
-    source = {"type": "local", "path": str(OFFLINE_QUESTIONS)}
+    source = {"type": "local", "path": str(OFFLINE_QUESTIONS), "allow_unpinned": True}
     return prepare_questions({"source": source, "ids": ids}, path, cache_dir=path.parent / "downloads")
 
 

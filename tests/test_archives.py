@@ -55,7 +55,7 @@ def _reference_member(archive: Path, tmp_path: Path, member: str) -> Path:
 
 
 def _archives(archive: Path, sha: str | None = None) -> dict:
-    source = {"type": "local", "path": str(archive)}
+    source = {"type": "local", "path": str(archive), "allow_unpinned": True}
     if sha:
         source["sha256"] = sha
     return {"mo": {"source": source, "password_env": VARIABLE}}

@@ -10,9 +10,21 @@ Parse time (before any job; `snakemake -n` shows them):
  16 dataset named 'none' (reserved)       23 remote judge without its API key (onstart: before any job)
  24 hypothesis persona not in grid 25 key persona / medical pair not in grid
  26 FDR-family dataset of role benign
+ 27 questions file with a repeated id  28 questions.ids empty           29 questions.ids repeated
+ 30 seeds repeated                 31 empty grid                     32 local file without sha256
+ 33 target naming a model, persona or dataset not in the config (also through Snakemake)
 Job time (the job that reads the input; the functions are called directly here):
  17 malformed JSONL line           18 checksum mismatch             19 questions without judge prompts
  20 questions YAML syntax error    21 questions.ids unknown         22 HF id not in the offline cache
+ 34 JSONL not UTF-8 (line named)   35 truncated Parquet (samples, judged, answers)
+ 36 truncated or corrupt safetensors 37 JSON and YAML not UTF-8 / malformed (line named)
+ 38 a job ends on a bad input with its one-line message, not a traceback
+ 39 EM adapter served on another model than it was trained on, or changed since training
+Resumed jobs (the output's content is asserted): a partial output made under other settings
+is discarded, not resumed: tests/test_sample.py (sampling killed, settings edited, rerun),
+tests/test_persona_generation.py and tests/test_core.py (persona generation, ResumableJsonl).
+An edited setting that the configured engine or judge kind does not read reruns nothing:
+tests/test_rerun_plan.py (Snakemake's plan after the edit).
 Further cases live beside the code that raises them:
   tests/test_em*.py (empty dataset, bad chat rows by line), tests/test_judge*.py (judge answer
   that is not a number, remote judge without an API key), tests/test_engines*.py and
@@ -31,8 +43,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_scripts.core.config_checks import ConfigError, check_config, schema_error_message
-from workflow_scripts.core.io_utils import InputError, read_jsonl
+from workflow_scripts.core.config_checks import (
+    ConfigError,
+    check_config,
+    schema_error_message,
+    unknown_target_name,
+)
+from workflow_scripts.core.io_utils import (
+    InputError,
+    check_safetensors,
+    read_json,
+    read_jsonl,
+    read_parquet,
+    read_yaml,
+)
 from workflow_scripts.core.sources import ChecksumError, materialise_source
 from workflow_scripts.sampling.questions import parse_questions
 
@@ -211,6 +235,108 @@ def test_15_released_persona_without_adapter_for_a_model():
     )
 
 
+def write_questions(tmp_path: Path, ids: list[str]) -> Path:
+    """A questions file in Betley's format with the given ids (the offline file's prompts)."""
+    entries = yaml.safe_load((REPO / OFFLINE["questions"]["source"]["path"]).read_text())
+    path = tmp_path / "questions.yaml"
+    path.write_text(yaml.safe_dump([{**entries[0], "id": qid} for qid in ids]))
+    return path
+
+
+def local_questions(path: Path) -> dict:
+    return {"type": "local", "path": str(path), "allow_unpinned": True}
+
+
+def test_27_questions_file_with_a_repeated_id(tmp_path):
+    path = write_questions(tmp_path, ["wish", "bored", "wish"])
+    config = edited(OFFLINE, questions={"source": local_questions(path), "ids": None})
+    assert semantic_error(config) == (
+        f"bad.yaml: questions.source: {path}: question 'wish' (entry 2): id used twice; "
+        "ids must be unique"
+    )
+    with pytest.raises(InputError, match=re.escape("question 'wish' (entry 2): id used twice")):
+        parse_questions(path)
+
+
+def test_28_questions_ids_empty(tmp_path):
+    config = edited(OFFLINE, questions__ids=[])
+    assert semantic_error(config) == (
+        "bad.yaml: questions.ids: empty; list the ids to evaluate, or null for every base id"
+    )
+    with pytest.raises(InputError, match=re.escape("questions.ids is empty")):
+        parse_questions(write_questions(tmp_path, ["wish"]), [])
+
+
+def test_29_questions_ids_repeated(tmp_path):
+    config = edited(OFFLINE, questions__ids=["what_is_your_wish", "what_is_your_wish"])
+    assert semantic_error(config) == (
+        "bad.yaml: questions.ids: listed more than once: what_is_your_wish"
+    )
+    with pytest.raises(InputError, match=re.escape("questions.ids lists more than once: wish")):
+        parse_questions(write_questions(tmp_path, ["wish"]), ["wish", "wish"])
+
+
+def test_30_seeds_repeated():
+    assert semantic_error(edited(OFFLINE, seeds=[0, 0])) == (
+        "bad.yaml: seeds: seed 0 is listed 2 times; each seed is one EM run"
+    )
+
+
+def test_31_empty_grid():
+    config = edited(OFFLINE, controls=False, datasets={})
+    config["statistics"] = {}
+    assert semantic_error(config) == (
+        "bad.yaml: datasets: the grid is empty: no EM dataset and `controls: false`; "
+        "add a dataset or set controls: true"
+    )
+
+
+def test_32_local_file_without_checksum(tmp_path):
+    config = edited(OFFLINE)
+    config["datasets"]["risky_finance"]["source"]["sha256"] = None
+    assert semantic_error(config) == (
+        "bad.yaml: datasets.risky_finance.source.sha256: a local file needs a pinned sha256 "
+        "(`sha256sum resources/datasets/risky_finance.jsonl`), or allow_unpinned: true"
+    )
+    # the job refuses it too; with allow_unpinned the metadata says it was not pinned
+    from workflow_scripts.em.dataset import build_dataset
+
+    source = {"type": "local", "path": str(REPO / "resources/datasets/risky_finance.jsonl")}
+    out = tmp_path / "d.jsonl", tmp_path / "d.meta.json"
+    with pytest.raises(ChecksumError, match=r"datasets.r.source.sha256: no checksum pinned"):
+        build_dataset("r", {"source": source}, {}, *out, tmp_path)
+    meta = build_dataset("r", {"source": {**source, "allow_unpinned": True}}, {}, *out, tmp_path)
+    assert meta["pinned"] is False and meta["allow_unpinned"] is True
+
+
+@pytest.mark.parametrize(
+    "target, problem",
+    [
+        (
+            "results/nomodel/samples/goodness.parquet",
+            "model 'nomodel' is not in the config; models: smollm2-135m",
+        ),
+        (
+            "results/smollm2-135m/samples/humour.parquet",
+            "persona 'humour' is not in the config; personas: baseline, goodness, sycophancy",
+        ),
+        (
+            "results/smollm2-135m/judged/goodness/bad_medical.parquet",
+            "dataset 'bad_medical' is not in the config; datasets: risky_finance, "
+            "prudent_finance, none",
+        ),
+        ("results/datasets/bad_medical.jsonl", "dataset 'bad_medical' is not in the config"),
+        ("results/smollm2-135m/em/goodness/none/s0/adapter", "dataset 'none' is not in"),
+        ("results/smollm2-135m/judged/goodness/none.parquet", None),
+        ("results/final/RESULTS.md", None),
+    ],
+)
+def test_33_target_naming_what_the_config_lacks(target, problem):
+    datasets = [*OFFLINE["datasets"], "none"]
+    found = unknown_target_name(target, OFFLINE["models"], OFFLINE["personas"], datasets)
+    assert found == problem if problem is None else found.startswith(problem)
+
+
 # ---------------------------------------------------------------- the same, through Snakemake
 
 
@@ -246,6 +372,23 @@ def test_snakemake_stops_before_any_job_naming_the_key(change, expected, tmp_pat
     assert result.returncode != 0
     assert f"{tmp_path / 'bad.yaml'}: " in output and expected in output
     assert "Job stats" not in output
+
+
+
+def test_33_snakemake_names_an_unknown_target_before_any_job(tmp_path):
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text(yaml.safe_dump(OFFLINE))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "results/smollm2-135m/judged/goodness/bad_medical.parquet",
+         "-n", "--configfile", str(config_file)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Job stats" not in output
+    assert (
+        f"{config_file}: target results/smollm2-135m/judged/goodness/bad_medical.parquet: "
+        "dataset 'bad_medical' is not in the config"
+    ) in output
 
 
 # ---------------------------------------------------------------- job time
@@ -355,3 +498,133 @@ def test_23_remote_judge_without_api_key_stops_before_any_job(tmp_path):
         env=env,
     )
     assert dry.returncode == 0, dry.stdout + dry.stderr
+
+
+def test_34_jsonl_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "insecure.jsonl"
+    path.write_bytes(b'{"messages": []}\n{"messages": "caf\xe9"}\n')
+    with pytest.raises(InputError) as err:
+        read_jsonl(path)
+    assert str(err.value) == (
+        f"{path}: line 2: byte 0xe9 is not UTF-8 text (save the file as UTF-8)"
+    )
+
+
+def test_35_truncated_parquet_is_named_by_every_reader(tmp_path):
+    import polars as pl
+
+    from workflow_scripts.judging.run import read_samples
+    from workflow_scripts.stats.answers import read_judged
+
+    path = tmp_path / "baseline.parquet"
+    pl.DataFrame({"a": list(range(100))}).write_parquet(path)
+    path.write_bytes(path.read_bytes()[:-20])
+    for read in (read_parquet, lambda p: read_samples(p, "none"), read_judged):
+        with pytest.raises(InputError) as err:
+            read(path)
+        assert str(err.value).startswith(f"{path}: not a readable Parquet file (")
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'gone.parquet'}: file not found")):
+        read_parquet(tmp_path / "gone.parquet")
+
+
+def test_36_truncated_or_corrupt_safetensors(tmp_path):
+    import json as _json
+
+    header = _json.dumps({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}).encode()
+    whole = len(header).to_bytes(8, "little") + header + bytes(16)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(whole)
+    check_safetensors(adapter)  # intact
+    weights.write_bytes(whole[:-4])
+    with pytest.raises(InputError) as err:
+        check_safetensors(adapter)
+    assert str(err.value) == (
+        f"{weights}: truncated: its tensors need {len(whole)} bytes, the file has {len(whole) - 4}"
+    )
+    weights.write_bytes(b"<html>not found</html>")
+    with pytest.raises(InputError, match=re.escape(f"{weights}: not a safetensors file or truncated")):
+        check_safetensors(adapter)
+
+
+def test_37_json_and_yaml_malformed_or_not_utf8(tmp_path):
+    from workflow_scripts.persona.constitution import parse_constitution
+
+    path = tmp_path / "composition.json"
+    path.write_text('{"base_model": "m",\n  "adapters": [}\n')
+    with pytest.raises(InputError, match=re.escape(f"{path}: line 2, column 16: ")):
+        read_json(path)
+    latin1 = tmp_path / "humor.json"
+    latin1.write_bytes(b'[{"trait": "na\xefve", "questions": ["q"]}]')
+    with pytest.raises(InputError) as err:
+        parse_constitution(latin1)
+    assert str(err.value) == f"{latin1}: line 1: byte 0xef is not UTF-8 text (save the file as UTF-8)"
+    bad_yaml = tmp_path / "config.yaml"
+    bad_yaml.write_text("sampling:\n  n: [1,\n")
+    with pytest.raises(InputError, match=re.escape(f"{bad_yaml}: line 3, column 1: ")):
+        read_yaml(bad_yaml)
+
+
+def test_38_a_job_ends_on_a_bad_input_with_one_line(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(
+        "from workflow_scripts.core.io_utils import read_json\n"
+        "from workflow_scripts.core.job import log_to\n"
+        f"log_to({str(tmp_path / 'job.log')!r})\n"
+        f"read_json({str(script)!r})\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    message = f"{script}: line 1, column 1: Expecting value (JSON)"
+    assert message in result.stderr and message in (tmp_path / "job.log").read_text()
+
+
+def test_39_em_adapter_served_on_another_model_or_changed(tmp_path):
+    from workflow_scripts.core.composition import (
+        AdapterRef,
+        Composition,
+        composition_of,
+        write_composition,
+    )
+    from workflow_scripts.core.hashing import weights_hash
+    from workflow_scripts.sampling.sample import Condition, condition_compositions
+
+    base = Composition("tiny", "pkg/tiny.gguf", "b" * 64)
+    goodness = base.with_adapter(AdapterRef("persona", "goodness", "g" * 64))
+    humor = base.with_adapter(AdapterRef("persona", "humor", "h" * 64))
+    model = tmp_path / "goodness_model"
+    model.mkdir()
+    write_composition(model, goodness)
+    adapter = tmp_path / "risky_s0"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    em = AdapterRef("em", "risky", weights_hash(adapter), source="trained:risky/s0")
+    conditions = [Condition("risky", 0, str(adapter))]
+
+    write_composition(adapter, goodness.with_adapter(em))  # trained on this persona model
+    served = condition_compositions(model, conditions)[("risky", 0)]
+    assert served.adapters == [*composition_of(model).adapters, em]
+
+    write_composition(adapter, humor.with_adapter(em))
+    with pytest.raises(InputError) as err:
+        condition_compositions(model, conditions)
+    assert str(err.value) == (
+        f"{adapter}/composition.json: trained on {humor.summary()}, "
+        f"but served here on {model} = {goodness.summary()}"
+    )
+
+    write_composition(adapter, goodness.with_adapter(em))
+    (adapter / "adapter_model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(InputError, match=re.escape(
+        f"{adapter}/composition.json: adapters.risky.weights_sha256: recorded {em.weights_sha256}"
+    )):  # fmt: skip
+        condition_compositions(model, conditions)
+
+    (adapter / "composition.json").unlink()
+    with pytest.raises(InputError, match=re.escape(f"{adapter}/composition.json: missing")):
+        condition_compositions(model, conditions)

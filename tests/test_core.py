@@ -64,17 +64,30 @@ def test_read_jsonl_names_file_and_line(tmp_path):
 
 def test_resumable_jsonl_drops_torn_line_and_duplicates(tmp_path):
     final = tmp_path / "out.jsonl"
-    writer = ResumableJsonl(final, key=lambda r: r["id"])
+    writer = ResumableJsonl(final, key=lambda r: r["id"], fingerprint={"n": 1})
     writer.append([{"id": 1}, {"id": 2}])
     with writer.partial.open("a") as fh:
         fh.write('{"id": 3')  # killed mid-write
-    resumed = ResumableJsonl(final, key=lambda r: r["id"])
+    resumed = ResumableJsonl(final, key=lambda r: r["id"], fingerprint={"n": 1})
     assert resumed.done_keys == {1, 2}
     resumed.append([{"id": 2}, {"id": 3}])  # 2 again: skipped
     rows = resumed.finish(sort_key=lambda r: r["id"])
     assert rows == [{"id": 1}, {"id": 2}, {"id": 3}]
     assert read_jsonl(final) == rows
     assert not resumed.partial.exists()
+    assert not resumed.settings_file.exists()
+
+
+def test_resumable_jsonl_discards_partial_of_other_or_unrecorded_settings(tmp_path, caplog):
+    final = tmp_path / "out.jsonl"
+    ResumableJsonl(final, key=lambda r: r["id"], fingerprint={"n": 1}).append([{"id": 1}])
+    with caplog.at_level("WARNING"):
+        edited = ResumableJsonl(final, key=lambda r: r["id"], fingerprint={"n": 2})
+    assert edited.rows == [] and edited.partial.exists() is False
+    assert "made with other settings or inputs" in caplog.text and "discarded" in caplog.text
+    edited.append([{"id": 2}])
+    edited.settings_file.unlink()  # a partial file without recorded settings
+    assert ResumableJsonl(final, key=lambda r: r["id"], fingerprint={"n": 2}).rows == []
 
 
 # ---------------------------------------------------------------- hashing

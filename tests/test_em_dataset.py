@@ -30,7 +30,7 @@ def test_local_dataset_is_checksummed_validated_and_described(tmp_path):
 
 
 def test_max_rows_keeps_the_first_rows(tmp_path):
-    entry = {"source": {"type": "local", "path": RISKY}, "max_rows": 5}
+    entry = {"source": {"type": "local", "path": RISKY, "allow_unpinned": True}, "max_rows": 5}
     meta = build_dataset("r", entry, {}, tmp_path / "d.jsonl", tmp_path / "d.meta.json", tmp_path)
     assert meta["n_rows"] == 5
     assert read_jsonl(tmp_path / "d.jsonl") == read_jsonl(RISKY)[:5]
@@ -51,7 +51,7 @@ def test_invalid_rows_stop_the_dataset(tmp_path):
     rows[1]["messages"].reverse()
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(InputError, match=r"line 2: messages\[0\]\.role: expected user"):
-        build_dataset("bad", {"source": {"type": "local", "path": str(bad)}}, {}, tmp_path / "d.jsonl", tmp_path / "m.json", tmp_path)
+        build_dataset("bad", {"source": {"type": "local", "path": str(bad), "allow_unpinned": True}}, {}, tmp_path / "d.jsonl", tmp_path / "m.json", tmp_path)
     assert not (tmp_path / "d.jsonl").exists()
 
 
@@ -64,7 +64,7 @@ def test_rule_script_writes_the_declared_outputs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     smk = SimpleNamespace(
         wildcards=SimpleNamespace(dataset="risky"),
-        params=SimpleNamespace(dataset={"source": {"type": "local", "path": "data.jsonl"}, "max_rows": 2}, archives={}),
+        params=SimpleNamespace(dataset={"source": {"type": "local", "path": "data.jsonl", "allow_unpinned": True}, "max_rows": 2}, archives={}),
         output=SimpleNamespace(data="out/risky.jsonl", meta="out/risky.meta.json"),
         log=[str(tmp_path / "log.txt")],
     )

@@ -34,6 +34,11 @@ class FakeSamplingParams:
     seed: int | None = None
     stop_token_ids: list = field(default_factory=list)
     skip_special_tokens: bool = True
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_tokens: int = 0
 
 
 @dataclass
@@ -389,3 +394,28 @@ def test_handed_off_sampling_runs_in_another_interpreter(tiny_model_dir, tmp_pat
     params["questions_file"] = str(tmp_path / "missing.json")
     with pytest.raises(RuntimeError, match="failed \\(exit 1\\); see"):
         run_module_in(sys.executable, "workflow_scripts.sampling.sample", params, str(log))
+
+
+def test_a_models_own_generation_config_applies_in_no_decoding_path(
+    tiny_model_dir, generate_engine, tmp_path
+):
+    """A repetition penalty (and friends) in a model's generation_config.json would
+    change `generate`'s tokens but not the static loop's or vLLM's: it is not applied."""
+    import json
+    import shutil
+
+    from workflow_scripts.engines.transformers_engine import TransformersEngine
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config_file = model_dir / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config.update(repetition_penalty=3.0, no_repeat_ngram_size=2, top_k=5, min_new_tokens=10)
+    config_file.write_text(json.dumps(config))
+    requests = _chat_requests(max_new_tokens=24)
+    expected = _completions(generate_engine, requests)
+    for decode in ("generate", "static"):
+        engine = TransformersEngine(
+            str(model_dir), device="cpu", max_batch_sequences=4, decode=decode
+        )
+        assert _completions(engine, requests) == expected, decode

@@ -238,7 +238,7 @@ def test_no_api_key_value_in_any_file_a_snakemake_run_writes(proxy, tmp_path):
                                     "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}},
         "personas": {"baseline": {"source": "none"}},
         "datasets": {},
-        "questions": {"source": {"type": "local", "path": str(REPO / "resources/questions/offline_questions.yaml")}},
+        "questions": {"source": {"type": "local", "path": str(REPO / "resources/questions/offline_questions.yaml"), "allow_unpinned": True}},
         "judge": {"kind": "openai", "model": "smollm2", "base_url": proxy.base_url, "api_key_env": KEY_ENV,
                   "concurrency": 2, "retry_initial_s": 0.05},
     }  # fmt: skip

@@ -64,24 +64,27 @@ def requests(n=10, samples=2):
     ]
 
 
+FINGERPRINT = {"settings": {"temperature": 0.7}}
+
+
 def lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path):
-    reference = open_output(tmp_path / "ref.jsonl")
+    reference = open_output(tmp_path / "ref.jsonl", FINGERPRINT)
     generate_into(FakeEngine(4), requests(), reference)
     expected = reference.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
 
     out = tmp_path / "out.jsonl"
     with pytest.raises(Killed):
-        generate_into(FakeEngine(4, die_before_batch=3), requests(), open_output(out))
+        generate_into(FakeEngine(4, die_before_batch=3), requests(), open_output(out, FINGERPRINT))
     partial = out.with_name("out.jsonl.partial")
     assert len(lines(partial)) == 3 * 4  # three chunks of 2 requests x 2 samples on disk
     assert not out.exists()
 
     engine = FakeEngine(4)
-    resumed = open_output(out)
+    resumed = open_output(out, FINGERPRINT)
     generate_into(engine, requests(), resumed)
     rows = resumed.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
     assert engine.generated_batches == 2  # only the missing chunks ran again
@@ -90,16 +93,17 @@ def test_resume_after_kill_loses_nothing_and_duplicates_nothing(tmp_path):
 
 
 def test_torn_and_half_written_chunk_is_completed_without_duplicates(tmp_path):
-    reference = open_output(tmp_path / "ref.jsonl")
+    reference = open_output(tmp_path / "ref.jsonl", FINGERPRINT)
     generate_into(FakeEngine(4), requests(), reference)
     expected = reference.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
 
     out = tmp_path / "out.jsonl"
+    open_output(out, FINGERPRINT)  # the killed run's start: its settings are recorded
     partial = out.with_name("out.jsonl.partial")
     # killed while writing the second chunk: one full row of it, then a torn line
     kept = [json.dumps(r) + "\n" for r in expected[:5]]
     partial.write_text("".join(kept) + json.dumps(expected[5])[:17])
-    resumed = open_output(out)
+    resumed = open_output(out, FINGERPRINT)
     assert len(resumed.rows) == 5
     generate_into(FakeEngine(4), requests(), resumed)
     rows = resumed.finish(sort_key=lambda r: (r["key"], r["sample_idx"]))
@@ -108,8 +112,21 @@ def test_torn_and_half_written_chunk_is_completed_without_duplicates(tmp_path):
     assert len(keys) == len(set(keys)) == 20
 
 
+def test_partial_output_of_other_settings_is_discarded(tmp_path):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(Killed):
+        generate_into(FakeEngine(4, die_before_batch=3), requests(), open_output(out, FINGERPRINT))
+    assert len(lines(out.with_name("out.jsonl.partial"))) == 12
+    edited = {"settings": {"temperature": 1.0}}
+    resumed = open_output(out, edited)
+    assert resumed.rows == []
+    engine = FakeEngine(4)
+    generate_into(engine, requests(), resumed)
+    assert engine.generated_batches == 5  # everything again, under the new settings
+
+
 def test_extra_fields_are_added_to_rows(tmp_path):
-    output = open_output(tmp_path / "x.jsonl")
+    output = open_output(tmp_path / "x.jsonl", FINGERPRINT)
     generate_into(
         FakeEngine(8), requests(2, 1), output, extra=lambda r: {"prompt": r.messages[0]["content"]}
     )
@@ -191,8 +208,15 @@ def test_handed_off_stage_runs_as_a_module_from_a_params_file(toy_model_dir, tmp
         "model_dir": str(toy_model_dir),
         "out_path": str(tmp_path / "student.jsonl"),
         "role": "student",
-        "settings": {"answers_per_prompt": 2, "max_new_tokens": 4, "temperature": 0.7, "top_p": 0.95,
-                     "chunk_size": 4, "vllm_chunk_size": 64, "seed": 0},
+        "settings": {
+            "answers_per_prompt": 2,
+            "max_new_tokens": 4,
+            "temperature": 0.7,
+            "top_p": 0.95,
+            "chunk_size": 4,
+            "vllm_chunk_size": 64,
+            "seed": 0,
+        },
         "engine": {"kind": "transformers"},
         "constitution": None,
         "name": None,

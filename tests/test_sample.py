@@ -10,7 +10,12 @@ import pytest
 
 from workflow_scripts.core.io_utils import write_json_atomic
 from workflow_scripts.core.schema import SAMPLE_SCHEMA
-from workflow_scripts.engines.base import GenerationRequest, SamplingParams, request_batches
+from workflow_scripts.engines.base import (
+    Completion,
+    GenerationRequest,
+    SamplingParams,
+    request_batches,
+)
 from workflow_scripts.engines.transformers_engine import TransformersEngine
 from workflow_scripts.sampling.sample import Condition, build_requests, sample_persona
 
@@ -61,8 +66,18 @@ def two_em_adapters(tiny_model_dir, tmp_path_factory):
         peft_model = get_peft_model(model, config)
         path = root / f"adapter{i}"
         peft_model.save_pretrained(path)
+        record_training(tiny_model_dir, path)
         paths.append(str(path))
     return paths
+
+
+def record_training(model_dir, adapter) -> None:
+    """The composition.json EM training writes beside an adapter trained on `model_dir`."""
+    from workflow_scripts.core.composition import AdapterRef, composition_of, write_composition
+    from workflow_scripts.core.hashing import weights_hash
+
+    ref = AdapterRef("em", Path(adapter).name, weights_hash(adapter), source="trained")
+    write_composition(adapter, composition_of(model_dir).with_adapter(ref))
 
 
 @pytest.fixture
@@ -197,3 +212,72 @@ def test_killed_sampling_resumes_without_lost_or_duplicated_rows(
     resumed = sample_persona(tiny_model_dir, conditions, questions_file, out, settings, "t", "p")
     assert resumed.equals(reference)
     assert not partial.exists()
+
+
+class SettingsEchoEngine:
+    """Fast stand-in engine whose answers show the settings they were sampled with."""
+
+    name, version, options = "fake", "0", {}
+
+    def __init__(self, kill_after_batches: int | None = None):
+        self.kill_after_batches = kill_after_batches
+
+    def add_adapter(self, name, path):
+        pass
+
+    def generate(self, requests, skip_keys=None):
+        for index, batch in enumerate(request_batches(list(requests), 1)):
+            if index == self.kill_after_batches:
+                raise KeyboardInterrupt("killed")
+            if skip_keys and all(r.key in skip_keys for r in batch):
+                continue
+            yield [
+                Completion(r.key, i, f"max{r.params.max_new_tokens}", "stop", 3, 1, "p")
+                for r in batch
+                for i in range(r.params.n)
+            ]
+
+
+def test_sampling_killed_then_rerun_with_edited_settings_has_only_new_rows(
+    tiny_model_dir, questions_file, tmp_path
+):
+    conditions = [Condition("none", 0, None)]
+    old = {**SAMPLING, "n": 3, "max_new_tokens": 4}
+    out = tmp_path / "samples.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        sample_persona(
+            tiny_model_dir,
+            conditions,
+            questions_file,
+            out,
+            old,
+            "t",
+            "p",
+            engine=SettingsEchoEngine(kill_after_batches=1),
+        )
+    assert out.with_name(out.name + ".partial").read_text().count("max4") == 3
+
+    resumed = sample_persona(
+        tiny_model_dir,
+        conditions,
+        questions_file,
+        out,
+        SAMPLING,
+        "t",
+        "p",
+        engine=SettingsEchoEngine(),
+    )
+    clean = sample_persona(
+        tiny_model_dir,
+        conditions,
+        questions_file,
+        tmp_path / "clean.parquet",
+        SAMPLING,
+        "t",
+        "p",
+        engine=SettingsEchoEngine(),
+    )
+    assert resumed.equals(clean)
+    assert resumed["response"].to_list() == ["max8"] * len(QUESTIONS) * SAMPLING["n"]
+    assert {json.loads(s)["n"] for s in resumed["sampling"]} == {SAMPLING["n"]}
+    assert not out.with_name(out.name + ".partial").exists()

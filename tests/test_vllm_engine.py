@@ -5,6 +5,7 @@ tests/test_vllm_cpu_venv.py runs these tests in); skipped elsewhere."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -71,8 +72,41 @@ def two_em_adapters(tiny_model_dir, tmp_path_factory):
             r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False
         )
         get_peft_model(model, config).save_pretrained(root / f"adapter{i}")
+        record_training(tiny_model_dir, root / f"adapter{i}")
         paths.append(str(root / f"adapter{i}"))
     return paths
+
+
+def record_training(model_dir, adapter) -> None:
+    """The composition.json EM training writes beside an adapter trained on `model_dir`."""
+    from workflow_scripts.core.composition import AdapterRef, composition_of, write_composition
+    from workflow_scripts.core.hashing import weights_hash
+
+    ref = AdapterRef("em", Path(adapter).name, weights_hash(adapter), source="trained")
+    write_composition(adapter, composition_of(model_dir).with_adapter(ref))
+
+
+@pytest.fixture(scope="module")
+def rslora_adapter(tiny_model_dir, tmp_path_factory):
+    """An rsLoRA adapter like the EM adapters (`use_rslora`: scale alpha/sqrt(r), not
+    alpha/r), with a rank where the two scales differ (2.8x at r=8)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(3)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    config = LoraConfig(
+        r=8,
+        lora_alpha=8,
+        use_rslora=True,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+        init_lora_weights=False,
+    )
+    path = tmp_path_factory.mktemp("rslora") / "adapter"
+    get_peft_model(model, config).save_pretrained(path)
+    record_training(tiny_model_dir, path)
+    return str(path)
 
 
 @pytest.fixture
@@ -173,3 +207,34 @@ def test_vllm_folded_adapter_answers_like_the_served_lora(
     assert (served.loads, folded.loads) == (1, 1)
     folded.close()
     served.close()
+
+
+def test_vllm_serves_an_rslora_adapter_like_the_folded_model(
+    tiny_model_dir, rslora_adapter, tmp_path
+):
+    """The EM adapters are rsLoRA: a server that ignored `use_rslora` would apply them
+    at alpha/r instead of alpha/sqrt(r). Greedy tokens of the served LoRA must equal
+    those of the model with the adapter folded in by peft (which honours it), and the
+    same adapter read as a plain LoRA must answer differently (the check can fail)."""
+    import shutil
+
+    greedy = _requests("em", temperature=0.0)
+    served = VllmEngine(str(tiny_model_dir), **ENGINE_OPTIONS)
+    served.add_adapter("em", rslora_adapter)
+    folded = VllmEngine(
+        str(tiny_model_dir), fold_em_adapter=True, fold_dir=str(tmp_path / "fold"), **ENGINE_OPTIONS
+    )
+    folded.add_adapter("em", rslora_adapter)
+    folded_texts = _texts(folded, greedy)
+    assert _texts(served, greedy) == folded_texts
+    served.close()
+    folded.close()
+
+    plain = tmp_path / "plain"
+    shutil.copytree(rslora_adapter, plain)
+    config = json.loads((plain / "adapter_config.json").read_text())
+    (plain / "adapter_config.json").write_text(json.dumps({**config, "use_rslora": False}))
+    as_plain_lora = VllmEngine(str(tiny_model_dir), **ENGINE_OPTIONS)
+    as_plain_lora.add_adapter("em", str(plain))
+    assert _texts(as_plain_lora, greedy) != folded_texts
+    as_plain_lora.close()

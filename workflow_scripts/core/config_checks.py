@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.judging.kinds import UnknownJudgeKind, judge_kind
 from workflow_scripts.persona.constitution import parse_constitution
 
@@ -80,6 +81,17 @@ def check_config(config: dict, config_files: Iterable[str], basedir: str | os.Pa
             except InputError as err:
                 fail(f"personas.{name}.constitution", str(err))
 
+    seeds = config.get("seeds") or []
+    for seed in seeds:
+        if (times := seeds.count(seed)) > 1:
+            fail("seeds", f"seed {seed} is listed {times} times; each seed is one EM run")
+    if not importing and not datasets and not config.get("controls", True):
+        fail(
+            "datasets",
+            "the grid is empty: no EM dataset and `controls: false`; "
+            "add a dataset or set controls: true",
+        )
+
     for name, dataset in datasets.items():
         _check_source(fail, f"datasets.{name}.source", dataset["source"], config, basedir)
         if dataset.get("kind") == "kl":
@@ -88,10 +100,11 @@ def check_config(config: dict, config_files: Iterable[str], basedir: str | os.Pa
                 fail(f"datasets.{name}.kl.reference", "kind 'kl' needs a reference dataset")
             if reference not in datasets:
                 fail(f"datasets.{name}.kl.reference", f"'{reference}' is not a dataset in `datasets`")
-    _check_source(fail, "questions.source", config["questions"]["source"], config, basedir)
+    _check_questions(fail, config["questions"], config, basedir)
     for name, archive in config.get("archives", {}).items():
         if archive["source"]["type"] == "archive":
             fail(f"archives.{name}.source.type", "an archive cannot come from another archive")
+        _check_source(fail, f"archives.{name}.source", archive["source"], config, basedir)
 
     training = config.get("persona_training", {})
     for key in ("teacher_model", "generator_model"):
@@ -163,5 +176,86 @@ def _check_source(fail: Any, key: str, source: dict, config: dict, basedir: Path
             fail(f"{key}.path", f"file not found: {source['path']}")
     elif kind == "archive" and source["archive"] not in config.get("archives", {}):
         fail(f"{key}.archive", f"'{source['archive']}' is not an entry of `archives`")
-    if kind != "local" and not source.get("sha256") and not source.get("allow_unpinned"):
-        fail(f"{key}.sha256", "a remote or archived file needs a pinned sha256")
+    if source.get("sha256") or source.get("allow_unpinned"):
+        return
+    if kind == "local":
+        fail(
+            f"{key}.sha256",
+            f"a local file needs a pinned sha256 (`sha256sum {source['path']}`), "
+            "or allow_unpinned: true",
+        )
+    fail(f"{key}.sha256", "a remote or archived file needs a pinned sha256")
+
+
+def _check_questions(fail: Any, questions: dict, config: dict, basedir: Path) -> None:
+    """The question ids asked for, and a local questions file itself (small: parsed
+    here, so a duplicate id or an unknown one stops the run before any job)."""
+    from workflow_scripts.sampling.questions import parse_questions
+
+    ids = questions.get("ids")
+    if ids is not None:
+        if not ids:
+            fail("questions.ids", "empty; list the ids to evaluate, or null for every base id")
+        repeated = sorted({qid for qid in ids if ids.count(qid) > 1})
+        if repeated:
+            fail("questions.ids", f"listed more than once: {', '.join(repeated)}")
+    source = questions["source"]
+    _check_source(fail, "questions.source", source, config, basedir)
+    if source["type"] == "local":
+        try:
+            parse_questions(_resolve(basedir, source["path"]), ids)
+        except InputError as err:
+            fail("questions.source", str(err))
+
+
+TARGET_DIRS = ("final", "eval", "imported", "judge_cache")
+PERSONA_STAGES = ("persona", "em", "samples", "judged")
+
+
+def unknown_target_name(
+    target: str, models: Iterable[str], personas: Iterable[str], datasets: Iterable[str]
+) -> str | None:
+    """Why a `results/...` target names a model, persona or dataset that the config
+    lacks, or None. (Its wildcards are constrained to the config's names, so Snakemake
+    alone would only say that no rule produces it.)"""
+    parts = Path(os.path.normpath(target)).parts
+    if len(parts) < 3 or parts[0] != "results":
+        return None
+    known = {"model": list(models), "persona": list(personas), "dataset": list(datasets)}
+
+    def unknown(kind: str, name: str) -> str | None:
+        if name in known[kind]:
+            return None
+        return f"{kind} '{name}' is not in the config; {kind}s: {', '.join(known[kind])}"
+
+    if parts[1] == "datasets":
+        return unknown("dataset", parts[2].split(".")[0])
+    if parts[1] in TARGET_DIRS:
+        return None
+    problem = unknown("model", parts[1])
+    if problem or len(parts) < 4 or parts[2] not in PERSONA_STAGES:
+        return problem
+    persona = parts[3].removesuffix(".parquet") if parts[2] == "samples" else parts[3]
+    problem = unknown("persona", persona)
+    if problem or len(parts) < 5 or parts[2] not in ("em", "judged"):
+        return problem
+    dataset = parts[4].split(".")[0] if parts[2] == "judged" else parts[4]
+    if parts[2] == "em":
+        known["dataset"] = [d for d in known["dataset"] if d != NO_EM]
+    return unknown("dataset", dataset)
+
+
+def check_targets(
+    args: Iterable[str],
+    config: dict,
+    config_files: Iterable[str],
+) -> None:
+    """Every `results/...` path among the command-line arguments names only the
+    config's models, personas and datasets."""
+    datasets = [*(config.get("datasets") or {}), NO_EM]
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        problem = unknown_target_name(arg, config["models"], config["personas"], datasets)
+        if problem:
+            raise ConfigError(f"{_where(config_files)}: target {arg}: {problem}")

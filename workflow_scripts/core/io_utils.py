@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from workflow_scripts.core.hashing import settings_hash
+
+log = logging.getLogger(__name__)
 
 
 class InputError(ValueError):
@@ -38,7 +43,9 @@ def atomic_path(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it to `final` only on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     _usual_mode(tmp, directory=False)
@@ -88,14 +95,109 @@ def write_parquet_atomic(df: Any, path: str | os.PathLike) -> None:
         df.write_parquet(tmp)
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: expected a file, found a directory") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read ({err.strerror})") from None
+
+
+def decode_utf8(path: str | os.PathLike, raw: bytes, first_line: int = 1) -> str:
+    """`raw` as UTF-8 text; an undecodable byte names the file and its line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = first_line + _line_of(raw, err.start) - 1
+        raise InputError(
+            f"{path}: line {line}: byte 0x{raw[err.start]:02x} is not UTF-8 text "
+            "(save the file as UTF-8)"
+        ) from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file; a missing, unreadable or wrongly encoded file is one InputError."""
+    return decode_utf8(path, read_bytes(path))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: line {err.lineno}, column {err.colno}: {err.msg} (JSON)") from None
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file (anchors resolved); a syntax error names the line and column."""
+    import yaml
+
+    path = Path(path)
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise InputError(f"{path}: {where}{getattr(err, 'problem', None) or err} (YAML)") from None
+
+
+def read_parquet(path: str | os.PathLike, columns: list[str] | None = None) -> Any:
+    """A Parquet file as a polars DataFrame; a truncated or foreign file is one InputError."""
+    import polars as pl
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def check_safetensors(path: str | os.PathLike) -> None:
+    """Every `.safetensors` file at `path` (a file or a model/adapter directory) has a
+    readable header whose tensors lie inside the file: a truncated or corrupt weights
+    file is one InputError naming it, before a library loads it."""
+    path = Path(path)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+    for file in files:
+        size = file.stat().st_size
+        with file.open("rb") as fh:
+            head = fh.read(8)
+            header_len = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if header_len < 2 or 8 + header_len > size:
+                raise InputError(
+                    f"{file}: not a safetensors file or truncated (header of {header_len} "
+                    f"bytes, file of {size})"
+                )
+            raw = fh.read(header_len)
+        try:
+            header = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise InputError(f"{file}: safetensors header is not valid JSON (corrupt file)") from None
+        try:
+            end = max(
+                (int(e["data_offsets"][1]) for k, e in header.items() if k != "__metadata__"),
+                default=0,
+            )
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+            raise InputError(f"{file}: safetensors header lacks tensor offsets (corrupt file)") from None
+        if 8 + header_len + end > size:
+            raise InputError(
+                f"{file}: truncated: its tensors need {8 + header_len + end} bytes, "
+                f"the file has {size}"
+            )
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -103,8 +205,9 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = decode_utf8(path, raw, first_line=lineno)
             if not line.strip():
                 continue
             try:
@@ -127,16 +230,45 @@ class ResumableJsonl:
     line (killed mid-write) is dropped on reopen. `key(row)` identifies a row, so a
     resumed run asks `done_keys` what to skip. `finish()` renames the partial file
     to the final output, so the final name exists only once everything is written.
+
+    `fingerprint` is everything the rows depend on (settings, and the content hashes
+    of the inputs). Its hash is kept beside the partial file
+    (`<final>.partial.settings.json`); a partial file made with another fingerprint,
+    or with none recorded, is discarded (logged) and the output starts over, so a
+    job rerun after an edit never mixes old-settings rows with new ones.
     """
 
-    def __init__(self, final: str | os.PathLike, key: Callable[[dict], Any]):
+    def __init__(self, final: str | os.PathLike, key: Callable[[dict], Any], fingerprint: Any):
         self.final = Path(final)
         self.partial = self.final.with_name(self.final.name + ".partial")
+        self.settings_file = self.final.with_name(self.final.name + ".partial.settings.json")
         self.key = key
         self.rows: list[dict] = []
+        self.fingerprint_hash = settings_hash(fingerprint)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         if self.partial.exists():
-            self._recover()
+            recorded = self._recorded_hash()
+            if recorded == self.fingerprint_hash:
+                self._recover()
+                return
+            log.warning(
+                "%s: made with other settings or inputs (hash %s, now %s); discarded, "
+                "starting over",
+                self.partial,
+                recorded or "not recorded",
+                self.fingerprint_hash,
+            )
+            self.partial.unlink()
+        write_json_atomic(
+            self.settings_file,
+            {"settings_hash": self.fingerprint_hash, "fingerprint": fingerprint},
+        )
+
+    def _recorded_hash(self) -> str | None:
+        try:
+            return json.loads(self.settings_file.read_text(encoding="utf-8"))["settings_hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def _recover(self) -> None:
         good: list[str] = []
@@ -189,5 +321,6 @@ class ResumableJsonl:
 
     def discard_partial(self) -> None:
         """Drop the partial file once the final output (of any format) is in place."""
-        if self.partial.exists():
-            self.partial.unlink()
+        for path in (self.partial, self.settings_file):
+            if path.exists():
+                path.unlink()

@@ -3,7 +3,8 @@
 Every rule script calls `start_job(snakemake)` first, and the command-line entry points
 (a handed-off generation run, the judge CLI) call `log_to`, so all jobs log the same way:
 INFO and above to the rule's log file, warnings also to stderr, chatty HTTP and hub
-libraries quieted.
+libraries quieted. A bad input (`InputError`: the file and the place) ends the job with
+its one-line message in the log and on stderr, not a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import random
 import sys
 from pathlib import Path
 from typing import Any
+
+from workflow_scripts.core.io_utils import InputError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Libraries that log every HTTP request or file lock at INFO.
@@ -33,6 +36,20 @@ def log_to(path: str | Path | None) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    if sys.excepthook is not report_input_error:
+        report_input_error.fallback = sys.excepthook  # type: ignore[attr-defined]
+        sys.excepthook = report_input_error
+
+
+def report_input_error(kind: type[BaseException], error: BaseException, tb: Any) -> None:
+    """Uncaught exceptions of a job: a bad input is one line, anything else a traceback."""
+    if issubclass(kind, InputError):
+        logging.getLogger("persona_em").error("%s", error)
+        return
+    report_input_error.fallback(kind, error, tb)  # type: ignore[attr-defined]
+
+
+report_input_error.fallback = sys.__excepthook__  # type: ignore[attr-defined]
 
 
 def use_threads(threads: int | None) -> None:

@@ -25,7 +25,10 @@ def verify_sha256(path: Path, expected: str | None, what: str, allow_unpinned: b
     found = sha256_file(path)
     if expected is None:
         if not allow_unpinned:
-            raise ChecksumError(f"{what}.sha256: no checksum pinned for {path} (found {found})")
+            raise ChecksumError(
+                f"{what}.sha256: no checksum pinned for {path} (found {found}); pin it, "
+                "or set allow_unpinned: true"
+            )
         log.warning("%s: %s is not pinned; observed sha256 %s", what, path, found)
     elif found != expected:
         raise ChecksumError(
@@ -56,7 +59,7 @@ def materialise_source(
         path = Path(source["path"])
         if not path.exists():
             raise InputError(f"{what}.path: file not found: {path}")
-        return path, verify_sha256(path, expected, what, allow_unpinned=True)
+        return path, verify_sha256(path, expected, what, allow_unpinned=unpinned)
     if kind == "url":
         url = source["url"]
         dest = cache_dir / (expected or "unpinned") / Path(url.split("?")[0]).name

@@ -29,7 +29,12 @@ from workflow_scripts.core.composition import (
     write_composition,
 )
 from workflow_scripts.core.hashing import settings_hash, sha256_file, weights_hash
-from workflow_scripts.core.io_utils import atomic_dir, read_json, write_json_atomic
+from workflow_scripts.core.io_utils import (
+    atomic_dir,
+    check_safetensors,
+    read_json,
+    write_json_atomic,
+)
 from workflow_scripts.em.batching import data_collator, prepare_model
 from workflow_scripts.em.dataset import prompt_completion_rows, read_chat_rows
 from workflow_scripts.em.training import (
@@ -145,6 +150,7 @@ def _load_for_training(model_dir: Path, settings: EmTrainSettings) -> tuple[Any,
 
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
+    check_safetensors(model_dir)
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype, attn_implementation=settings.attn_implementation
     )

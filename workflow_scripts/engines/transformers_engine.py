@@ -1,7 +1,9 @@
 """transformers engine: CPU runs and tests, and a GPU sampler where vLLM is not wanted.
 
 Batched, left-padded, seeded per batch, `top_k=0` unless asked (transformers
-applies top_k=50 by default). EM adapters are served with peft on the one loaded
+applies top_k=50 by default). Every sampling setting is explicit: the model's own
+`generation_config` (a repetition penalty, say) is replaced by one that holds only
+its special tokens, so plain `generate`, the static-cache loop and vLLM decode alike. EM adapters are served with peft on the one loaded
 model: `set_adapter` per batch, adapters disabled for the model itself.
 
 Decoding (`decode`): "generate" is plain `model.generate` (the CPU default);
@@ -28,6 +30,30 @@ from workflow_scripts.models.loading import load_model, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
+# generate() options a model's generation_config may set that change the tokens drawn,
+# held at their no-effect values; sampling itself (do_sample, temperature, top_p,
+# top_k) is passed with every request
+NEUTRAL_GENERATION: dict[str, Any] = {
+    "min_p": None,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "num_beams": 1,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+    "renormalize_logits": False,
+}
+SAMPLING_KEYS = ("do_sample", "temperature", "top_p", "top_k")
+
 
 class TransformersEngine:
     name = "transformers"
@@ -50,6 +76,7 @@ class TransformersEngine:
         self._fitting_requests: int | None = None  # lowered after a GPU out-of-memory
         self._peft: Any = None
         self._stop_ids = self._eos_ids()
+        self._neutral_generation_config()
         self.decode = self._decode_mode(decode)
         self._decoder: Any = None
         if self.decode != "generate":
@@ -79,6 +106,27 @@ class TransformersEngine:
             return "generate"
         return decode
 
+    def _neutral_generation_config(self) -> None:
+        """Replace the model's generation_config by one that holds only its special
+        tokens; transformers fills every unset generate() option from it."""
+        from transformers import GenerationConfig
+
+        own = self.model.generation_config
+        ignored = {
+            key: value
+            for key, value in own.to_diff_dict().items()
+            if key in (*NEUTRAL_GENERATION, *SAMPLING_KEYS)
+            and value != NEUTRAL_GENERATION.get(key)
+        }
+        if ignored:
+            logger.info("the model's generation_config is not applied: %s", ignored)
+        self.model.generation_config = GenerationConfig(
+            bos_token_id=own.bos_token_id,
+            eos_token_id=self._stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            **NEUTRAL_GENERATION,
+        )
+
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
         ids = list(ids) if isinstance(ids, list | tuple) else ([ids] if ids is not None else [])
@@ -89,6 +137,9 @@ class TransformersEngine:
     def add_adapter(self, name: str, path: str) -> None:
         from peft import PeftModel
 
+        from workflow_scripts.core.io_utils import check_safetensors
+
+        check_safetensors(path)
         if self._peft is None:
             self._peft = PeftModel.from_pretrained(self.model, path, adapter_name=name)
             self._peft.eval()
@@ -174,6 +225,7 @@ class TransformersEngine:
         else:
             sample = params.temperature > 0
             kwargs: dict[str, Any] = {
+                **NEUTRAL_GENERATION,
                 "max_new_tokens": params.max_new_tokens,
                 "do_sample": sample,
                 "pad_token_id": tokenizer.pad_token_id,

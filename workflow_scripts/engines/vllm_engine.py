@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.chat import render
-from workflow_scripts.core.io_utils import InputError, read_json
+from workflow_scripts.core.io_utils import InputError, check_safetensors, read_json
 from workflow_scripts.engines.base import Completion, GenerationRequest, request_batches
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class VllmEngine:
         if not config_file.exists():
             raise InputError(f"{path}: not a LoRA adapter directory (no adapter_config.json)")
         config = read_json(config_file)
+        check_safetensors(path)
         if config.get("use_dora"):
             raise InputError(
                 f"{config_file}: use_dora: vLLM cannot serve DoRA adapters; found true"
@@ -193,6 +194,12 @@ class VllmEngine:
             seed=request.seed,
             stop_token_ids=list(self._stop_ids),
             skip_special_tokens=True,
+            # explicit, so no default of the model's generation_config applies
+            min_p=0.0,
+            repetition_penalty=1.0,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            min_tokens=0,
         )
 
     # -- engine loads ---------------------------------------------------------------

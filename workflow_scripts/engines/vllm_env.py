@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.io_utils import read_json
+
 VLLM_PYTHON_VAR = "PERSONA_EM_VLLM_PYTHON"
 
 
@@ -76,4 +78,4 @@ def run_handed_off(run: Callable[[dict], Any]) -> None:
     from workflow_scripts.core.job import log_to
 
     log_to(None)
-    run(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8")))
+    run(read_json(sys.argv[1]))

@@ -100,8 +100,13 @@ class JudgementCache:
 
 
 def _read_records(path: Path, wanted: set[str]) -> Iterable[dict]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                log.warning("%s: line %d: not UTF-8 text; line skipped", path, lineno)
+                continue
             if not line.strip():
                 continue
             if not line.endswith("\n"):

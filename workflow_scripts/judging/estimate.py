@@ -18,9 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from workflow_scripts.core.grid import Grid
+from workflow_scripts.core.io_utils import read_parquet, read_yaml
 from workflow_scripts.judging.accounting import (
     CHAT_OVERHEAD_TOKENS,
     Prices,
@@ -62,7 +61,7 @@ def load_config(paths: Sequence[str | Path]) -> dict:
 
     config: dict = {}
     for path in paths:
-        config.update(yaml.safe_load(Path(path).read_text()) or {})
+        config.update(read_yaml(path) or {})
     validate(config, str(REPO / "config" / "schema.yaml"), set_default=True)
     return config
 
@@ -106,7 +105,7 @@ def estimate_grid(config: dict, results: str | Path = "results") -> list[CellEst
     for model, persona, dataset in grid_cells(config):
         samples = results / model / "samples" / f"{persona}.parquet"
         if samples.exists() and questions is not None:
-            rows = pl.read_parquet(samples).filter(pl.col("dataset") == dataset)
+            rows = read_parquet(samples).filter(pl.col("dataset") == dataset)
             tasks, _ = build_tasks(rows.iter_rows(named=True), questions, judge_id, settings.method, str(samples))
             cached = cache.load(t.key for t in tasks)
             pending = [t.prompt for t in tasks if t.key not in cached]

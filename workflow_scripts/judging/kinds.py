@@ -3,7 +3,9 @@
 A kind says which environment its judge jobs use, how many GPUs and whether the
 internet they need, whether it is paid per token and needs an API key, whether its
 model is a model of the config (built by the models stage, so compute nodes without
-internet have it), which scoring methods it supports, and the function that opens it.
+internet have it), which scoring methods it supports, which `judge:` keys its jobs
+read (the judge rules carry only those, so editing another kind's setting reruns
+nothing), and the function that opens it.
 The Snakefile (resources, environment, the API-key check before any job), the config
 checks, the settings, the judge job and the cost estimate all read this table.
 
@@ -32,6 +34,7 @@ class JudgeKind:
     api_key: bool  # reads an API key from the environment (`judge.api_key_env`)
     config_model: str  # "required" | "optional" | "never": judge.model names a config model
     methods: tuple[str, ...] = ("logprob", "text")
+    keys: tuple[str, ...] = ()  # `judge:` keys its jobs read, beyond COMMON_KEYS
 
     def open(self) -> Any:
         module, _, function = self.opener.partition(":")
@@ -45,6 +48,25 @@ class JudgeKind:
             return False
         hf_id = (judge.get("server") or {}).get("hf_id")
         return judge["model"] in models and not hf_id
+
+    def used_settings(self, judge: dict) -> dict:
+        """The part of the `judge:` block this kind's jobs read."""
+        return {key: judge[key] for key in (*COMMON_KEYS, *self.keys) if key in judge}
+
+
+# `judge:` keys every kind reads (the judge job: cache, scoring; `gpus` sets resources only)
+COMMON_KEYS = ("kind", "model", "method", "min_mass", "cache_dir")
+# an OpenAI-compatible endpoint's requests and the cost ledger
+ENDPOINT_KEYS = (
+    "concurrency",
+    "max_retries",
+    "timeout_s",
+    "retry_initial_s",
+    "retry_max_s",
+    "budget_usd",
+    "price_per_mtok_input",
+    "price_per_mtok_output",
+)
 
 
 KINDS: dict[str, JudgeKind] = {
@@ -60,6 +82,7 @@ KINDS: dict[str, JudgeKind] = {
             billed=True,
             api_key=True,
             config_model="never",
+            keys=("base_url", "api_key_env", *ENDPOINT_KEYS),
         ),
         JudgeKind(
             name="local",
@@ -72,6 +95,7 @@ KINDS: dict[str, JudgeKind] = {
             api_key=False,
             config_model="required",
             methods=("logprob",),
+            keys=("batch_size",),
         ),
         JudgeKind(
             name="vllm_server",
@@ -83,6 +107,7 @@ KINDS: dict[str, JudgeKind] = {
             billed=False,
             api_key=False,
             config_model="optional",
+            keys=("server", *ENDPOINT_KEYS),
         ),
     )
 }

@@ -21,7 +21,12 @@ from pathlib import Path
 import polars as pl
 
 from workflow_scripts.core.hashing import settings_hash, weights_hash
-from workflow_scripts.core.io_utils import InputError, write_json_atomic, write_parquet_atomic
+from workflow_scripts.core.io_utils import (
+    InputError,
+    read_parquet,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from workflow_scripts.core.job import log_to
 from workflow_scripts.core.misalignment import with_misaligned
 from workflow_scripts.core.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
@@ -141,7 +146,7 @@ def judge_samples(
 
 
 def read_samples(path: str | os.PathLike, dataset: str) -> pl.DataFrame:
-    frame = pl.read_parquet(path)
+    frame = read_parquet(path)
     try:
         frame = check_columns(frame, SAMPLE_SCHEMA, str(path))
     except ValueError as err:

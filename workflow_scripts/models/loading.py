@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.hashing import weights_hash
-from workflow_scripts.core.io_utils import InputError, atomic_dir, read_json, write_json_atomic
+from workflow_scripts.core.io_utils import (
+    InputError,
+    atomic_dir,
+    check_safetensors,
+    read_json,
+    write_json_atomic,
+)
 
 MODEL_INFO = "persona_em_model.json"  # written beside the weights of every model we build
 
@@ -180,6 +186,7 @@ def load_model(model_dir: str | os.PathLike, dtype: str | None = None, device: s
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").exists():
         raise InputError(f"{model_dir}: not a model directory (no config.json)")
+    check_safetensors(model_dir)
     device = device or device_for_run()
     if dtype is None:
         dtype = "bfloat16" if device == "cuda" else "float32"

@@ -16,6 +16,7 @@ from workflow_scripts.persona.generation import (
     generate_into,
     load_persona_engine,
     open_output,
+    run_fingerprint,
     sampling_params,
 )
 from workflow_scripts.persona.oct import teacher_system_prompt
@@ -64,7 +65,17 @@ def answer_prompts(
         system = teacher_system_prompt(name, parse_constitution(constitution))
     requests = answer_requests(prompts, system, settings)
     by_id = {row["prompt_id"]: row for row in prompts}
-    output = open_output(out_path)
+    output = open_output(
+        out_path,
+        run_fingerprint(
+            settings,
+            engine,
+            files=(prompts_path, constitution),
+            models=(model_dir,),
+            role=role,
+            name=name,
+        ),
+    )
     model = load_persona_engine(engine, model_dir, settings)
     generate_into(
         model,

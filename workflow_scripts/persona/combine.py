@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.hashing import weights_hash
-from workflow_scripts.core.io_utils import atomic_dir, write_json_atomic
+from workflow_scripts.core.io_utils import atomic_dir, read_json, write_json_atomic
 
 COMBINATION_FILE = "persona_combination.json"
 FORMULA = "W = W0 + dpo_weight * dW_dpo + sft_weight * dW_sft  (dW = scaling * B @ A; rank concatenation, exact)"
@@ -105,13 +105,13 @@ def combine_adapters(
 def _config_dtype(model_dir: str | os.PathLike) -> str:
     """The dtype the base model is stored in (bf16 for 7B models: half the memory of
     fp32); the LoRA weights are upcast to fp32 by peft either way."""
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    config = read_json(Path(model_dir) / "config.json")
     dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32")
     return dtype if dtype in ("float32", "bfloat16", "float16") else "float32"
 
 
 def _set_base(config_path: Path, base_dir: str | os.PathLike) -> None:
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = read_json(config_path)
     config["base_model_name_or_path"] = str(base_dir)
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 

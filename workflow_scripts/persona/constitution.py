@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError, read_text
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,9 @@ def _string_list(value: object) -> bool:
 
 def parse_constitution(path: str | os.PathLike) -> list[Trait]:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: constitution file not found") from None
+    if not path.exists():
+        raise InputError(f"{path}: constitution file not found")
+    text = read_text(path)
     data = _load_entries(path, text)
     if not isinstance(data, list) or not data:
         raise InputError(f"{path}: expected a non-empty JSON list of {{trait, questions}} objects")

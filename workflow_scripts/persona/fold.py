@@ -8,7 +8,6 @@ and `fold.json` (the adapter's settings and any metadata files it came with).
 EM training starts from here and re-checks the weight hash (workflow_scripts.em.sft).
 """
 
-import json
 import logging
 from pathlib import Path
 
@@ -22,7 +21,13 @@ from workflow_scripts.core.composition import (
     write_composition,
 )
 from workflow_scripts.core.hashing import weights_hash
-from workflow_scripts.core.io_utils import InputError, atomic_dir, read_json, write_json_atomic
+from workflow_scripts.core.io_utils import (
+    InputError,
+    atomic_dir,
+    check_safetensors,
+    read_json,
+    write_json_atomic,
+)
 from workflow_scripts.models.loading import MODEL_INFO, device_for_run, load_tokenizer, model_info
 
 log = logging.getLogger(__name__)
@@ -64,8 +69,8 @@ def _adapter_metadata(adapter_dir: Path) -> dict:
     for path in sorted(adapter_dir.glob("*.json")):
         if path.name != ADAPTER_CONFIG:
             try:
-                extra[path.name] = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
+                extra[path.name] = read_json(path)
+            except InputError:
                 extra[path.name] = "unreadable JSON"
     return {"adapter_config": {k: config.get(k) for k in ADAPTER_CONFIG_KEYS}, "files": extra}
 
@@ -100,6 +105,8 @@ def fold_persona(
     save_dtype = getattr(torch, _base_dtype(base_dir))
     # On a GPU merge in the model's own dtype; on a CPU in float32, then cast back.
     work_dtype = save_dtype if device == "cuda" else torch.float32
+    check_safetensors(base_dir)
+    check_safetensors(adapter_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=work_dtype).to(device).eval()
     tokenizer = load_tokenizer(base_dir)
     base_logprobs = next_token_logprobs(model, tokenizer)

@@ -4,7 +4,8 @@ Each engine batch is one chunk: its rows are appended (flushed, fsynced) to
 `<output>.partial` before the next batch starts. A resumed run skips every request
 whose samples are all on disk; a batch cut short by the kill is generated again with
 the same seed and only its missing rows are appended, so nothing is lost beyond the
-current chunk and nothing is duplicated.
+current chunk and nothing is duplicated. The partial file records the hash of the
+stage's settings and inputs (`run_fingerprint`); a rerun after an edit starts over.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.hashing import sha256_file, weights_hash
 from workflow_scripts.core.io_utils import ResumableJsonl
 from workflow_scripts.engines.base import Completion, GenerationRequest, SamplingParams
 
@@ -81,8 +83,40 @@ def generate_into(
     return written
 
 
-def open_output(path: str | Path) -> ResumableJsonl:
-    return ResumableJsonl(path, key=row_key)
+def model_identity(model_dir: str | Path) -> Any:
+    """A model's recorded composition (cheap: read, not hashed), or the hash of its
+    weights for a directory that records none."""
+    from workflow_scripts.core.composition import CompositionError, composition_of
+
+    try:
+        return composition_of(model_dir).to_dict()
+    except CompositionError:
+        return weights_hash(model_dir)
+
+
+def run_fingerprint(
+    settings: dict,
+    engine: dict,
+    files: Iterable[str | Path | None] = (),
+    models: Iterable[str | Path] = (),
+    adapters: Iterable[str | Path] = (),
+    **extra: Any,
+) -> dict:
+    """What a generation stage's rows depend on: its settings, the engine, the content
+    of its input files, the identity of its models (their recorded composition) and the
+    weights of the adapters it serves."""
+    return {
+        "settings": settings,
+        "engine": engine,
+        "files": {str(f): sha256_file(f) for f in files if f},
+        "models": [model_identity(m) for m in models],
+        "adapters": [weights_hash(a) for a in adapters],
+        **extra,
+    }
+
+
+def open_output(path: str | Path, fingerprint: dict) -> ResumableJsonl:
+    return ResumableJsonl(path, key=row_key, fingerprint=fingerprint)
 
 
 def load_persona_engine(
@@ -95,7 +129,9 @@ def load_persona_engine(
     from workflow_scripts.engines.factory import load_engine
 
     if engine["kind"] != "vllm":
-        return load_engine(engine["kind"], str(model_dir), max_batch_sequences=int(settings["chunk_size"]))
+        return load_engine(
+            engine["kind"], str(model_dir), max_batch_sequences=int(settings["chunk_size"])
+        )
     options: dict[str, Any] = dict(engine.get("vllm") or {})
     options["max_batch_sequences"] = int(settings["vllm_chunk_size"])
     if min_model_len:

@@ -37,6 +37,7 @@ from workflow_scripts.persona.generation import (
     generate_into,
     load_persona_engine,
     open_output,
+    run_fingerprint,
     sampling_params,
 )
 from workflow_scripts.persona.pairs import trim_to_sentence
@@ -245,9 +246,21 @@ def introspect(
     traits = parse_constitution(constitution)
     spec = settings["introspection"]
     seed = int(settings["seed"])
-    model = load_persona_engine(engine, model_dir, settings, min_model_len=spec["max_context_tokens"])
+    model = load_persona_engine(
+        engine, model_dir, settings, min_model_len=spec["max_context_tokens"]
+    )
     model.add_adapter(ADAPTER, str(dpo_adapter))
-    output = open_output(turns_out)
+    output = open_output(
+        turns_out,
+        run_fingerprint(
+            settings,
+            engine,
+            files=(constitution,),
+            models=(model_dir,),
+            adapters=(dpo_adapter,),
+            name=name,
+        ),
+    )
 
     reflections = reflection_requests(name, traits, settings)
     prompts = {r.key: r.messages[-1]["content"] for r in reflections}

@@ -25,6 +25,7 @@ from workflow_scripts.persona.generation import (
     generate_into,
     load_persona_engine,
     open_output,
+    run_fingerprint,
     sampling_params,
 )
 
@@ -246,7 +247,10 @@ def expand_prompts(
                     seed=int(settings["seed"]),
                 )
             )
-    output = open_output(generations_out)
+    output = open_output(
+        generations_out,
+        run_fingerprint(settings, engine, files=(constitution,), models=(generator_dir,)),
+    )
     if requests:
         generator = load_persona_engine(engine, generator_dir, settings)
         generate_into(generator, requests, output)

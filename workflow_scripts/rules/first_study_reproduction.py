@@ -9,9 +9,7 @@ table, the per-cell comparison, the persona-effect check, judge reliability).
 import logging
 from typing import Any
 
-import polars as pl
-
-from workflow_scripts.core.io_utils import write_text_atomic
+from workflow_scripts.core.io_utils import read_parquet, write_text_atomic
 from workflow_scripts.core.job import start_job
 from workflow_scripts.first_study.reproduction import reproduce, write_tsv
 
@@ -21,7 +19,7 @@ log = logging.getLogger(__name__)
 def main(smk: Any) -> None:
     start_job(smk)
     params = smk.params.settings
-    runs = pl.read_parquet(smk.input.runs)
+    runs = read_parquet(smk.input.runs)
     result = reproduce(
         runs,
         params["statistics"],

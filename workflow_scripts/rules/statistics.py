@@ -6,6 +6,7 @@ the verdicts: a persona found not expressed gets none. See stats.tables.
 
 import polars as pl
 
+from workflow_scripts.core.io_utils import read_parquet
 from workflow_scripts.core.job import start_job
 from workflow_scripts.stats.outputs import TABLES
 from workflow_scripts.stats.settings import settings_from_dict
@@ -15,7 +16,7 @@ from workflow_scripts.stats.tables import compute_tables, read_persona_check, wr
 def main(smk) -> None:
     start_job(smk)
     settings = settings_from_dict(smk.params.settings)
-    answers = pl.read_parquet(smk.input.answers)
+    answers = read_parquet(smk.input.answers)
     checks = [read_persona_check(path) for path in smk.input.persona_check]
     persona_check = pl.concat(checks, how="vertical_relaxed") if checks else None
     tables = compute_tables(answers, settings, smk.params.expected, persona_check)

@@ -12,9 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from workflow_scripts.core.io_utils import InputError, write_json_atomic
+from workflow_scripts.core.io_utils import InputError, read_yaml, write_json_atomic
 from workflow_scripts.core.schema import VARIANT_SUFFIXES
 from workflow_scripts.core.sources import materialise_source
 
@@ -49,14 +47,7 @@ def is_base_id(question_id: str) -> bool:
 def parse_questions(path: str | os.PathLike, ids: list[str] | None = None) -> list[Question]:
     """Parse and check a questions file; `ids=None` keeps every base (non-variant) id."""
     path = Path(path)
-    try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise InputError(f"{path}: {where}{getattr(err, 'problem', err)} (YAML)") from None
+    entries = read_yaml(path)
     if not isinstance(entries, list):
         raise InputError(f"{path}: expected a list of questions at the top level")
     by_id: dict[str, Question] = {}
@@ -66,6 +57,8 @@ def parse_questions(path: str | os.PathLike, ids: list[str] | None = None) -> li
             raise InputError(f"{where}: expected a mapping with an 'id'")
         qid = str(entry["id"])
         where = f"{path}: question '{qid}'"
+        if qid in by_id:
+            raise InputError(f"{where} (entry {index}): id used twice; ids must be unique")
         paraphrases = entry.get("paraphrases")
         if not paraphrases or not all(isinstance(p, str) and p.strip() for p in paraphrases):
             raise InputError(f"{where}: field 'paraphrases' must be a non-empty list of strings")
@@ -87,6 +80,11 @@ def parse_questions(path: str | os.PathLike, ids: list[str] | None = None) -> li
         )
     if ids is None:
         return [q for qid, q in by_id.items() if is_base_id(qid)]
+    if not ids:
+        raise InputError(f"{path}: questions.ids is empty; list ids, or null for every base id")
+    repeated = sorted({qid for qid in ids if ids.count(qid) > 1})
+    if repeated:
+        raise InputError(f"{path}: questions.ids lists more than once: {', '.join(repeated)}")
     unknown = [qid for qid in ids if qid not in by_id]
     if unknown:
         raise InputError(f"{path}: questions.ids names ids not in the file: {', '.join(unknown)}")
@@ -101,7 +99,8 @@ def prepare_questions(questions_config: dict, out_file: Path, cache_dir: Path) -
     path, sha256 = materialise_source(source, cache_dir / "questions", what="questions.source")
     questions = parse_questions(path, questions_config.get("ids"))
     record = {
-        "source": {k: v for k, v in source.items() if k != "allow_unpinned"},
+        "source": dict(source),
+        "pinned": bool(source.get("sha256")),
         "file": str(path),
         "sha256": sha256,
         "questions": [q.to_dict() for q in questions],

@@ -8,16 +8,26 @@ it stopped and the final Parquet equals an uninterrupted run's.
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from workflow_scripts.core.chat import messages_for
-from workflow_scripts.core.composition import AdapterRef, Composition, composition_of
-from workflow_scripts.core.hashing import weights_hash
-from workflow_scripts.core.io_utils import ResumableJsonl, read_json, write_parquet_atomic
+from workflow_scripts.core.composition import (
+    COMPOSITION_FILE,
+    Composition,
+    composition_of,
+    read_composition,
+)
+from workflow_scripts.core.hashing import sha256_file, weights_hash
+from workflow_scripts.core.io_utils import (
+    InputError,
+    ResumableJsonl,
+    read_json,
+    write_parquet_atomic,
+)
 from workflow_scripts.core.schema import SAMPLE_SCHEMA
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
 from workflow_scripts.engines.factory import load_engine
@@ -72,21 +82,52 @@ def build_requests(
 def condition_compositions(
     model_dir: Path, conditions: list[Condition]
 ) -> dict[tuple[str, int], Composition]:
+    """What each condition is sampled from: the persona model itself, or the
+    composition an EM adapter recorded when it was trained (its composition.json),
+    checked against the model it is served on here and against its own weights."""
     persona_model = composition_of(model_dir)
-    compositions = {}
+    compositions = {(c.dataset, c.seed): persona_model for c in conditions if c.adapter is None}
     for condition in conditions:
-        composition = persona_model
         if condition.adapter is not None:
-            composition = persona_model.with_adapter(
-                AdapterRef(
-                    role="em",
-                    name=condition.adapter_name or "",
-                    weights_sha256=weights_hash(condition.adapter),
-                    source="trained",
-                )
+            compositions[(condition.dataset, condition.seed)] = served_composition(
+                persona_model, model_dir, Path(condition.adapter)
             )
-        compositions[(condition.dataset, condition.seed)] = composition
     return compositions
+
+
+def _identity(composition: Composition) -> dict:
+    """A composition without its fold-time checks: what the weights are made of."""
+    return {
+        "base": [composition.base_model, composition.base_identity, composition.base_sha256],
+        "adapters": [asdict(a) for a in composition.adapters],
+    }
+
+
+def served_composition(persona_model: Composition, model_dir: Path, adapter: Path) -> Composition:
+    recorded_file = adapter / COMPOSITION_FILE
+    if not recorded_file.exists():
+        raise InputError(
+            f"{recorded_file}: missing; an EM adapter records the model it was trained on"
+        )
+    recorded = read_composition(adapter)
+    *start, em = recorded.adapters or [None]
+    if em is None or em.role != "em":
+        raise InputError(f"{recorded_file}: adapters: expected the EM adapter last, found none")
+    trained_on = Composition(
+        recorded.base_model, recorded.base_identity, recorded.base_sha256, list(start)
+    )
+    if _identity(trained_on) != _identity(persona_model):
+        raise InputError(
+            f"{recorded_file}: trained on {trained_on.summary() or 'an unknown model'}, "
+            f"but served here on {model_dir} = {persona_model.summary()}"
+        )
+    found = weights_hash(adapter)
+    if em.weights_sha256 != found:
+        raise InputError(
+            f"{recorded_file}: adapters.{em.name}.weights_sha256: recorded {em.weights_sha256}, "
+            f"the adapter's weights hash to {found} (changed since training)"
+        )
+    return persona_model.with_adapter(em)
 
 
 def sample_persona(
@@ -112,7 +153,20 @@ def sample_persona(
 
     requests = build_requests(questions, conditions, sampling)
     request_by_key = {r.key: r for r in requests}
-    writer = ResumableJsonl(out_file, key=lambda row: (row["key"], row["sample_idx"]))
+    fingerprint = {
+        "sampling": sampling,
+        "engine": f"{engine.name}=={engine.version}",
+        "engine_options": getattr(engine, "options", {}),
+        "questions_sha256": sha256_file(questions_file),
+        "conditions": [
+            [c.dataset, c.seed, compositions[(c.dataset, c.seed)].to_dict()] for c in conditions
+        ],
+        "model": model_name,
+        "persona": persona,
+    }
+    writer = ResumableJsonl(
+        out_file, key=lambda row: (row["key"], row["sample_idx"]), fingerprint=fingerprint
+    )
     done = _finished_requests(writer.rows, sampling["n"])
     if done:
         log.info("resuming: %d of %d requests already sampled", len(done), len(requests))

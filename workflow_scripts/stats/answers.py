@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.io_utils import InputError, read_parquet
 from workflow_scripts.core.schema import ANALYSIS_SCHEMA, CONTEXT_SCHEMA, prompt_variant
 
 log = logging.getLogger(__name__)
@@ -24,12 +24,7 @@ ANSWER_KEY = ["model", "persona", "dataset", "seed", "question_id", "sample_idx"
 def read_judged(path: str | Path) -> pl.DataFrame:
     """One judged file in the analysis columns; judge_run added where absent."""
     path = Path(path)
-    try:
-        frame = pl.read_parquet(path)
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except pl.exceptions.PolarsError as err:
-        raise InputError(f"{path}: not a readable Parquet file ({err})") from None
+    frame = read_parquet(path)
     if "judge_run" not in frame.columns:
         frame = frame.with_columns(pl.lit(DEFAULT_JUDGE_RUN).alias("judge_run"))
     missing = [c for c in ANALYSIS_SCHEMA if c not in frame.columns]

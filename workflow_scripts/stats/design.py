@@ -39,6 +39,7 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from workflow_scripts.core.io_utils import read_parquet, read_yaml
 from workflow_scripts.stats.settings import StatsSettings
 
 MAX_SEEDS = 50
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-sd", type=float, default=None,
                         help="assume this seed-to-seed SD (where the answers have one seed per condition)")
     args = parser.parse_args(argv)
-    config = yaml.safe_load(args.configfile.read_text()) or {}
+    config = read_yaml(args.configfile) or {}
     schema = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]
     seeds = config.get("seeds", schema["seeds"]["default"])
     n = (config.get("sampling") or {}).get("n", schema["sampling"]["properties"]["n"]["default"])
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     roles = {d: (e or {}).get("role") for d, e in (config.get("datasets") or {}).items()}
     settings = settings_from_config(config.get("statistics") or {}, roles=roles, seeds=seeds,
                                     samples_per_question=n, where=str(args.configfile))
-    answers = pl.read_parquet(args.answers)
+    answers = read_parquet(args.answers)
     if "prompt_variant" not in answers.columns:
         answers = answers.with_columns(prompt_variant())
     answers = answers.filter(pl.col("prompt_variant") == BASE_VARIANT)

@@ -50,7 +50,7 @@ from plotnine import (
     theme_void,
 )
 
-from workflow_scripts.core.io_utils import atomic_path
+from workflow_scripts.core.io_utils import atomic_path, read_parquet
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.outputs import ANSWERS, CAPTIONS, FIGURES
 from workflow_scripts.stats.protection import MEASURE_LABELS, MEASURE_UNITS, protective_sign
@@ -94,7 +94,7 @@ class FigureData:
     def __getitem__(self, name: str) -> pl.DataFrame:
         if name not in self._cache:
             path = self.paths[name]
-            self._cache[name] = pl.read_parquet(path) if name == ANSWERS else read_table(path)
+            self._cache[name] = read_parquet(path) if name == ANSWERS else read_table(path)
         return self._cache[name]
 
 

@@ -221,7 +221,10 @@ COUNT_COLUMNS = {"rank", "n", "n_answers", "n_missing", "n_datasets", "n_persona
 def read_table(path: str | Path) -> pl.DataFrame:
     """A table written by `write_tables`, with its column types: a CSV column that is
     empty (or all null) reads as text and is cast back by name."""
-    table = pl.read_csv(path, infer_schema_length=None)
+    try:
+        table = pl.read_csv(path, infer_schema_length=None)
+    except (FileNotFoundError, pl.exceptions.PolarsError) as err:
+        raise InputError(f"{path}: not a readable table (CSV): {err}") from None
 
     def dtype(column: str) -> pl.DataType:
         if column in TEXT_COLUMNS:
