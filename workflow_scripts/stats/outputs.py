@@ -98,3 +98,48 @@ CAPTIONS: dict[str, str] = {
     "every persona x dataset condition. Number and colour: the share. A white cell with a dashed border labelled "
     "no data: no answer of the condition has both scores.",
 }
+
+
+# ---- the categories of `snakemake --report` (its menu sorts them by name: the numbers
+# give the order of the study, from what was found to how it was measured)
+RESULTS_CATEGORY = "1. Results"
+VERDICTS, HYPOTHESES, CONDITIONS, DISTRIBUTIONS = "2. Verdicts", "3. Hypotheses", "4. Conditions", "5. Distributions"
+SELF_KNOWLEDGE, JUDGES, FIRST_STUDY = "6. Self-knowledge", "7. Judges", "8. First study"
+
+FIRST_STUDY_TABLES = ("reproduction_persona_table", "reproduction_comparisons", "persona_effect", "judge_reliability")
+
+REPORT_CATEGORIES: dict[str, str] = {
+    # tables
+    "hypothesis_summary": VERDICTS,
+    "hypotheses": VERDICTS,
+    "significant": VERDICTS,
+    "protection": HYPOTHESES,
+    "em_effects": HYPOTHESES,
+    "comparisons": HYPOTHESES,
+    "seed_sd": HYPOTHESES,
+    "design": HYPOTHESES,
+    "conditions": CONDITIONS,
+    "personas": CONDITIONS,
+    "datasets": CONDITIONS,
+    "medical": CONDITIONS,
+    "cross_model": CONDITIONS,
+    "prompt_variants": CONDITIONS,
+    "missing_conditions": CONDITIONS,
+    "persona_check": SELF_KNOWLEDGE,
+    "missing_scores": JUDGES,
+    "judge_reliability": JUDGES,
+    "reproduction_persona_table": FIRST_STUDY,
+    "reproduction_comparisons": FIRST_STUDY,
+    "persona_effect": FIRST_STUDY,
+    # figures
+    "fig3_hypothesis_tests": VERDICTS,
+    "fig9_protection_forest": HYPOTHESES,
+    "fig4_effect_size_forest": HYPOTHESES,
+    "fig1_alignment_by_persona": CONDITIONS,
+    "fig2_persona_dataset_heatmap": CONDITIONS,
+    "fig5_medical": CONDITIONS,
+    "fig6_key_personas_by_dataset": CONDITIONS,
+    "fig7_dataset_difficulty": CONDITIONS,
+    "fig8_cross_model": CONDITIONS,
+    **{name: DISTRIBUTIONS for name in FIGURES if name.startswith("dist")},
+}
