@@ -598,7 +598,7 @@ def report_pages_inputs(wildcards):
 
 
 def table_page_outputs():
-    """Named outputs of rule `report_pages`: one HTML page per table, each in the
+    """The named outputs of `report_pages`, one HTML page per table, each in the
     report's category of its part of the study."""
     return {
         name: report(
