@@ -424,7 +424,14 @@ onstart:
 # ---- stats (rules/stats.smk)
 from workflow_scripts.stats.outputs import ANSWERS as ANSWERS_INPUT
 from workflow_scripts.stats.outputs import CAPTIONS as FIGURE_CAPTIONS
-from workflow_scripts.stats.outputs import FIGURES, TABLES
+from workflow_scripts.core.report_graph import use_in_report as use_rule_graph_in_report
+from workflow_scripts.stats.outputs import (
+    FIGURES,
+    FIRST_STUDY_TABLES,
+    REPORT_CATEGORIES,
+    RESULTS_CATEGORY,
+    TABLES,
+)
 from workflow_scripts.stats.settings import settings_from_config
 
 try:
@@ -479,16 +486,9 @@ def table_path(name):
 
 
 def table_outputs():
-    """Named outputs of rule `statistics`, each flagged for `snakemake --report`."""
-    return {
-        name: report(
-            table_path(name),
-            caption="../report/table.rst",
-            category="Tables",
-            labels={"table": name},
-        )
-        for name in TABLES
-    }
+    """Named outputs of rule `statistics` (the report shows them as the HTML pages of
+    rule `report_pages`)."""
+    return {name: table_path(name) for name in TABLES}
 
 
 def figure_path(name):
@@ -507,6 +507,11 @@ def figure_caption(wildcards):
     return FIGURE_CAPTIONS[wildcards.figure]
 
 
+def figure_category(wildcards):
+    """The report's category of a figure (stats/outputs.py, REPORT_CATEGORIES)."""
+    return REPORT_CATEGORIES[wildcards.figure]
+
+
 def results_report_inputs(wildcards):
     """Tables and figures; when importing, the reproduction section is appended."""
     inputs = {name: table_path(name) for name in TABLES}
@@ -521,7 +526,8 @@ def final_targets(wildcards=None):
     targets += [figure_path(f) for f in FIGURES]
     targets.append(RESULTS_MD)
     targets += persona_check_tables()
-    return targets + first_study_targets()
+    targets += first_study_targets()
+    return targets + report_page_targets()
 
 
 # ---- first study (rules/first_study.smk)
@@ -589,3 +595,53 @@ def imported_answer_inputs(wildcards=None):
 def first_study_targets():
     """The reproduction section and its tables, when importing."""
     return list(REPRODUCTION.values()) if IMPORTING else []
+
+
+# ---- the report's pages (rule report_pages)
+def report_table_sources():
+    """Every table the report shows, by page name: the statistics tables, and the first
+    study's when importing."""
+    sources = {name: table_path(name) for name in TABLES}
+    if IMPORTING:
+        sources.update(
+            {
+                name: FIRST_STUDY_TABLE_FILE.format(name=name)
+                for name in FIRST_STUDY_TABLES
+            }
+        )
+    return sources
+
+
+def report_table_names(wildcards=None):
+    return list(report_table_sources())
+
+
+def report_pages_inputs(wildcards):
+    return {
+        "results": RESULTS_MD,
+        "figures": [figure_path(f) for f in FIGURES],
+        **report_table_sources(),
+    }
+
+
+def table_page_outputs():
+    """The named outputs of `report_pages`, one HTML page per table, each in the
+    report's category of its part of the study."""
+    return {
+        name: report(
+            TABLE_PAGE.format(name=name),
+            caption="../report/table.rst",
+            category=REPORT_CATEGORIES[name],
+            subcategory="Tables",
+            labels={"table": name},
+        )
+        for name in report_table_sources()
+    }
+
+
+def report_page_targets():
+    return [
+        RESULTS_HTML,
+        FINDINGS_HTML,
+        *(TABLE_PAGE.format(name=n) for n in report_table_sources()),
+    ]

@@ -5,9 +5,19 @@ ANSWERS = "results/final/answers.parquet"
 TABLE_FILE = "results/final/tables/{name}.csv"
 FIGURE_FILE = "results/final/{figure}.png"
 RESULTS_MD = "results/final/RESULTS.md"
+FIRST_STUDY_TABLE_FILE = "results/final/tables/{name}.tsv"
+# the pages of `snakemake --report`: it shows HTML files inside itself (a CSV or
+# Markdown file would only be a download)
+RESULTS_HTML = "results/final/report/RESULTS.html"
+FINDINGS_HTML = "results/final/report/findings.html"
+TABLE_PAGE = "results/final/report/tables/{name}.html"
 
 
 report: "../report/workflow.rst"
+
+
+# the report's rule graph: one node per rule, the edges of `snakemake --rulegraph`
+use_rule_graph_in_report()
 
 
 rule answers_table:
@@ -58,7 +68,8 @@ rule figure:
         figure=report(
             FIGURE_FILE,
             caption="../report/figure.rst",
-            category="Figures",
+            category=figure_category,
+            subcategory="Figures",
             labels={"figure": "{figure}"},
         ),
     log:
@@ -84,7 +95,7 @@ rule results_report:
     input:
         unpack(results_report_inputs),
     output:
-        results=report(RESULTS_MD, caption="../report/results.rst", category="Results"),
+        results=RESULTS_MD,
     log:
         "logs/results_report.log",
     benchmark:
@@ -99,3 +110,31 @@ rule results_report:
         settings=stats_settings,
     script:
         "../workflow_scripts/rules/results_report.py"
+
+
+rule report_pages:
+    input:
+        unpack(report_pages_inputs),
+    output:
+        **table_page_outputs(),
+        results=report(
+            RESULTS_HTML,
+            caption="../report/results.rst",
+            category=RESULTS_CATEGORY,
+            labels={"page": "RESULTS"},
+        ),
+        findings=FINDINGS_HTML,
+    log:
+        "logs/report_pages.log",
+    benchmark:
+        "logs/benchmarks/report_pages.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(2_000),
+        runtime=minutes(10),
+    params:
+        tables=report_table_names,
+    script:
+        "../workflow_scripts/rules/report_pages.py"

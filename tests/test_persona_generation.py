@@ -133,6 +133,16 @@ def test_extra_fields_are_added_to_rows(tmp_path):
     assert [(r["key"], r["prompt"]) for r in output.rows] == [("q00", "0"), ("q01", "1")]
 
 
+
+def test_generation_logs_done_total_and_rate(tmp_path, caplog):
+    caplog.set_level("INFO", logger="workflow_scripts.persona.generation")
+    output = open_output(tmp_path / "x.jsonl")
+    generate_into(FakeEngine(4), requests(10, 2), output)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].startswith("generated (10 requests to do) 0/20 (0%)")
+    assert any(m.startswith("generated (10 requests to do) 20/20 (100%)") and "done in" in m for m in messages)
+
+
 RUNNER = textwrap.dedent(
     """
     import sys, time

@@ -1,7 +1,6 @@
 """RESULTS.md from the tables, the answers table, and the statistics rules in the DAG."""
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,33 +149,6 @@ def test_rule_all_asks_for_every_table_figure_and_the_results(fresh_workdir):
     assert jobs["statistics"] == 1 and jobs["results_report"] == 1
 
 
-@pytest.mark.e2e
-def test_statistics_rules_and_html_report_on_synthetic_answers(tmp_path):
-    """The statistics rules for real on the offline grid's shape, then `--report`."""
-    for item in ("Snakefile", "rules", "config", "report", "resources", "workflow_scripts", "envs"):
-        source = REPO / item
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / item)
-    grid = SyntheticGrid(models=("smollm2-135m",), questions=4, answers_per_question=4)
-    final = tmp_path / "results" / "final"
-    final.mkdir(parents=True)
-    synthetic_answers(grid).write_parquet(final / "answers.parquet")
-    allowed = ["--allowed-rules", "statistics", "figure", "results_report"]
-    quick = tmp_path / "quick.yaml"
-    quick.write_text(
-        "statistics:\n  bootstrap_resamples: 200\n  figure_dpi: 60\n  medical_pair: null\n"
-        "  hypotheses: {H1: {personas: [sycophancy], direction: lower}}\n"
-    )
-    overrides = ["--configfile", "config/offline.yaml", str(quick)]
-    result = snakemake("results/final/RESULTS.md", *allowed, *overrides, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    text = (final / "RESULTS.md").read_text()
-    assert "## Hypotheses" in text and "smollm2-135m" in text
-    result = snakemake("--report", "report.html", "results/final/RESULTS.md", *overrides, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    html = (tmp_path / "report.html").read_text(errors="replace")
-    assert "fig1_alignment_by_persona.png" in html and "RESULTS.md" in html
-
-
 DEGENERATE = {
     "baseline_only": dict(personas=("baseline",)),
     "controls_only": dict(datasets=()),
@@ -198,3 +170,24 @@ def test_small_or_odd_grids_still_give_every_table_and_a_report(case, tmp_path):
         assert tables[name].schema.get("p", pl.Float64) == pl.Float64
     text = render_results(tables, settings(medical_pair=["bad", "good"]))
     assert "## Method" in text and "## Tails" in text
+
+
+def test_report_pages_render_results_with_figures_and_tables_sortable(tables, tmp_path):
+    from PIL import Image
+
+    from workflow_scripts.stats.report_pages import findings_fragment, markdown_page, table_page
+
+    figure = tmp_path / "fig1_alignment_by_persona.png"
+    Image.new("RGB", (3000, 1500), "white").save(figure)
+    text = render_results(tables, settings(), [str(figure)])
+    page = markdown_page(text, [figure])
+    assert "<h1>Results</h1>" in page and "<h2>Findings</h2>" in page
+    assert page.count('src="data:image/png;base64,') == 1 and "<table>" in page
+    assert "&lt;!--" not in page  # the findings' source comments stay comments
+    front = findings_fragment(text)
+    assert '<h1 id="results-title">Results</h1>' in front and "<li>" in front and "<!--" not in front
+    path = tmp_path / "personas.csv"
+    tables["personas"].write_csv(path)
+    shown = table_page(path, "personas")
+    assert shown.count("<tr>") == tables["personas"].height + 1
+    assert "aria-sort" in shown and 'download="personas.csv"' in shown

@@ -35,6 +35,7 @@ from workflow_scripts.core.io_utils import (
     read_json,
     write_json_atomic,
 )
+from workflow_scripts.core.progress import Progress
 from workflow_scripts.em.batching import data_collator, prepare_model
 from workflow_scripts.em.dataset import prompt_completion_rows, read_chat_rows
 from workflow_scripts.em.training import (
@@ -218,12 +219,36 @@ def trainer_for(
 
 
 def _log_callback() -> Any:
-    """Training metrics (loss, learning rate, kl, ...) into the rule's log file."""
+    """Training progress into the rule's log file: `step n/N (p%)  loss ...  tok/s  eta`
+    at least every 30 s (a heartbeat while one step runs long), and the trainer's metrics
+    (loss, learning rate, kl, ...) at each of its logging steps."""
     from transformers import TrainerCallback
 
     class LogMetrics(TrainerCallback):
+        progress: Progress | None = None
+        tokens_seen = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.progress = Progress("step", state.max_steps, log, start=state.global_step).__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.set(state.global_step)
+
         def on_log(self, args, state, control, logs=None, **kwargs):
-            log.info("step %d: %s", state.global_step, json.dumps(logs, default=str))
+            logs = logs or {}
+            log.info("step %d/%d metrics: %s", state.global_step, state.max_steps, json.dumps(logs, default=str))
+            if self.progress is None:
+                return
+            fields = {k: float(logs[k]) for k in ("loss", "kl") if isinstance(logs.get(k), int | float)}
+            tokens = int(logs.get("num_tokens") or 0)  # cumulative, where the trainer counts them
+            self.progress.update(0, tokens=max(0, tokens - self.tokens_seen), **fields)
+            self.tokens_seen = max(self.tokens_seen, tokens)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.progress is not None:
+                self.progress.__exit__(None, None, None)
+                self.progress = None
 
     return LogMetrics()
 

@@ -29,6 +29,7 @@ from workflow_scripts.core.io_utils import (
 )
 from workflow_scripts.core.job import log_to
 from workflow_scripts.core.misalignment import with_misaligned
+from workflow_scripts.core.progress import Progress
 from workflow_scripts.core.schema import JUDGED_SCHEMA, SAMPLE_SCHEMA, check_columns
 from workflow_scripts.judging.accounting import Ledger
 from workflow_scripts.judging.cache import JudgementCache, slug
@@ -99,13 +100,19 @@ def judge_samples(
             samples_path, samples.height, len(tasks), len(records), len(pending), judge_id, settings.method,
         )
 
+        progress = Progress("judged", len(pending), log)
+
         def keep(record: dict) -> None:
             if "error" not in record:
                 cache.append(record)
             records[record["key"]] = record
+            progress.update(1)
 
         if pending:
-            with open_judge(settings, judge_id, judge_model_dir, environ, server_log) as (judge, ledger):
+            with (
+                progress,
+                open_judge(settings, judge_id, judge_model_dir, environ, server_log) as (judge, ledger),
+            ):
                 outcome = judge.judge(pending, keep, handle_signals=handle_signals)
                 report = outcome if isinstance(outcome, dict) else outcome.as_dict()
         cache_hits = len(tasks) - len(pending)

@@ -17,6 +17,7 @@ from typing import Any
 
 from workflow_scripts.core.hashing import sha256_file, weights_hash
 from workflow_scripts.core.io_utils import ResumableJsonl
+from workflow_scripts.core.progress import Progress
 from workflow_scripts.engines.base import Completion, GenerationRequest, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -69,17 +70,21 @@ def generate_into(
     if skip:
         log.info("resuming: %d of %d requests already done", len(skip), len(requests))
     written = 0
-    for batch in engine.generate(requests, skip_keys=skip):
-        rows = []
-        for completion in batch:
-            row = completion_row(completion)
-            if extra is not None:
-                row.update(extra(by_key[completion.key]))
-            rows.append(row)
-        before = len(output.rows)
-        output.append(rows)
-        written += len(output.rows) - before
-        log.info("chunk of %d rows written (%d requests to do at start)", len(rows), todo)
+    total = sum(r.params.n for r in requests)
+    already = sum(r.params.n for r in requests if r.key in skip)
+    # the heartbeat logs while one engine batch runs for minutes
+    with Progress(f"generated ({todo} requests to do)", total, log, start=already) as progress:
+        for batch in engine.generate(requests, skip_keys=skip):
+            rows = []
+            for completion in batch:
+                row = completion_row(completion)
+                if extra is not None:
+                    row.update(extra(by_key[completion.key]))
+                rows.append(row)
+            before = len(output.rows)
+            output.append(rows)
+            written += len(output.rows) - before
+            progress.update(len(rows), tokens=sum(c.n_completion_tokens or 0 for c in batch))
     return written
 
 

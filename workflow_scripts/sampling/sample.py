@@ -28,6 +28,7 @@ from workflow_scripts.core.io_utils import (
     read_json,
     write_parquet_atomic,
 )
+from workflow_scripts.core.progress import Progress
 from workflow_scripts.core.schema import SAMPLE_SCHEMA
 from workflow_scripts.engines.base import GenerationRequest, SamplingParams
 from workflow_scripts.engines.factory import load_engine
@@ -173,38 +174,41 @@ def sample_persona(
     sampling_record = {
         k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "n", "seed")
     } | {"top_k": 0, "engine": engine.name, "engine_options": getattr(engine, "options", {})}
-    for completions in engine.generate(requests, skip_keys=done):
-        rows = []
-        for completion in completions:
-            dataset, seed_text, question_id = completion.key.split("|")
-            seed = int(seed_text[1:])
-            composition = compositions[(dataset, seed)]
-            rows.append(
-                {
-                    "key": completion.key,
-                    "model": model_name,
-                    "persona": persona,
-                    "dataset": dataset,
-                    "seed": seed,
-                    "question_id": question_id,
-                    "sample_idx": completion.sample_idx,
-                    "system": by_id[question_id].get("system"),
-                    "prompt": by_id[question_id]["paraphrases"][0],
-                    "response": completion.text,
-                    "finish_reason": completion.finish_reason,
-                    "n_prompt_tokens": completion.n_prompt_tokens,
-                    "n_completion_tokens": completion.n_completion_tokens,
-                    "engine": f"{engine.name}=={engine.version}",
-                    "sampling": json.dumps(
-                        sampling_record | {"request_seed": request_by_key[completion.key].seed},
-                        sort_keys=True,
-                    ),
-                    "composition": composition.summary(),
-                    "composition_json": json.dumps(composition.to_dict(), sort_keys=True),
-                }
-            )
-        writer.append(rows)
-        log.info("sampled %d answers (%d so far)", len(rows), len(writer.rows))
+    total = len(requests) * sampling["n"]
+    # the heartbeat logs while one engine batch runs for minutes
+    with Progress("sampled answers", total, log, start=len(writer.rows)) as progress:
+        for completions in engine.generate(requests, skip_keys=done):
+            rows = []
+            for completion in completions:
+                dataset, seed_text, question_id = completion.key.split("|")
+                seed = int(seed_text[1:])
+                composition = compositions[(dataset, seed)]
+                rows.append(
+                    {
+                        "key": completion.key,
+                        "model": model_name,
+                        "persona": persona,
+                        "dataset": dataset,
+                        "seed": seed,
+                        "question_id": question_id,
+                        "sample_idx": completion.sample_idx,
+                        "system": by_id[question_id].get("system"),
+                        "prompt": by_id[question_id]["paraphrases"][0],
+                        "response": completion.text,
+                        "finish_reason": completion.finish_reason,
+                        "n_prompt_tokens": completion.n_prompt_tokens,
+                        "n_completion_tokens": completion.n_completion_tokens,
+                        "engine": f"{engine.name}=={engine.version}",
+                        "sampling": json.dumps(
+                            sampling_record | {"request_seed": request_by_key[completion.key].seed},
+                            sort_keys=True,
+                        ),
+                        "composition": composition.summary(),
+                        "composition_json": json.dumps(composition.to_dict(), sort_keys=True),
+                    }
+                )
+            writer.append(rows)
+            progress.update(len(rows), tokens=sum(c.n_completion_tokens or 0 for c in completions))
 
     if owns_engine and hasattr(engine, "close"):
         engine.close()  # frees the engine (and a vLLM fold's temporary weights)

@@ -32,7 +32,6 @@ from plotnine import (
     geom_pointrange,
     geom_text,
     geom_tile,
-    geom_violin,
     geom_vline,
     ggplot,
     guide_legend,
@@ -41,7 +40,8 @@ from plotnine import (
     position_dodge,
     position_nudge,
     scale_color_manual,
-    scale_fill_distiller,
+    scale_fill_gradient,
+    scale_fill_gradientn,
     scale_fill_manual,
     scale_shape_manual,
     stat_ecdf,
@@ -73,8 +73,17 @@ VERDICT_COLOURS = {
 }
 
 
-PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
-           "#999999", "#882255", "#44AA99", "#999933", "#AA4499", "#332288"]
+# Okabe-Ito, then Paul Tol's muted and light sets: distinguishable on white, none near white
+PALETTE = ["#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#882255",
+           "#44AA99", "#999933", "#AA4499", "#332288", "#117733", "#88CCEE", "#661100", "#6699CC",
+           "#DDCC77", "#999999"]
+MODEL_PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#999933", "#332288"]
+
+NO_DATA = "no data"
+SIGNIFICANT, NOT_SIGNIFICANT = "significant (filled)", "not significant (hollow)"  # how every figure labels a condition it has no numbers for
+NO_DATA_COLOUR = "#777777"
+HOLLOW = "white"  # the fill of a hollow marker
+SCORE_BIN = 5.0  # judge scores are mostly multiples of 5: one bin per multiple, centred on it
 
 
 class FigureData:
@@ -137,8 +146,88 @@ def _theme(base_size: float = 10):
     )
 
 
-def _colours(levels: list[str]) -> dict[str, str]:
-    return {level: PALETTE[i % len(PALETTE)] for i, level in enumerate(levels)}
+def _cycle(levels: list[str], palette: list[str]) -> dict[str, str]:
+    return {level: palette[i % len(palette)] for i, level in enumerate(levels)}
+
+
+def persona_colours(settings: StatsSettings, present=()) -> dict[str, str]:
+    """One colour per persona, the same in every figure: assigned in the config's persona
+    order (reference first), so that a figure of a subset keeps each persona's colour."""
+    order = list(dict.fromkeys([settings.reference_persona, *settings.persona_order]))
+    order += sorted(set(present) - set(order))
+    return _cycle(order, PALETTE)
+
+
+def model_colours(settings: StatsSettings, present=()) -> dict[str, str]:
+    """One colour per model, the same in every figure (config order)."""
+    order = list(settings.model_order) + sorted(set(present) - set(settings.model_order))
+    return _cycle(order, MODEL_PALETTE)
+
+
+def _missing_cells(df: pd.DataFrame, value: str, column: str = "dataset") -> pd.DataFrame:
+    """The persona x `column` cells of each model's panel that have no `value`: absent rows
+    and rows whose value is missing. A panel spans the personas of the table and the
+    `column` values its model has."""
+    rows = []
+    personas = list(df["persona"].cat.categories) if hasattr(df["persona"], "cat") else sorted(set(df["persona"]))
+    for model, part in df.groupby("model", observed=True):
+        present = part[part[value].notna()]
+        have = set(zip(present["persona"], present[column], strict=True))
+        for item in part[column].dropna().unique():
+            rows += [{"model": model, "persona": p, column: item} for p in personas if (p, item) not in have]
+    missing = pd.DataFrame(rows, columns=["model", "persona", column])
+    for name in ("model", "persona", column):
+        if hasattr(df[name], "cat"):
+            missing[name] = pd.Categorical(missing[name], categories=df[name].cat.categories, ordered=True)
+    return missing
+
+
+def _no_data_note(missing: pd.DataFrame, columns=("persona", "dataset"), limit: int = 6) -> str:
+    """'no data: humor x bad_medical (qwen), ...' for a subtitle ('' when nothing is missing)."""
+    if missing.empty:
+        return ""
+    models = len(missing["model"].cat.categories if hasattr(missing["model"], "cat") else missing["model"].unique()) > 1
+    items = [
+        " x ".join(str(row[c]) for c in columns) + (f" ({row['model']})" if models else "")
+        for _, row in missing.iterrows()
+    ]
+    more = f", and {len(items) - limit} more" if len(items) > limit else ""
+    return f"{NO_DATA}: " + ", ".join(items[:limit]) + more
+
+
+def _subtitle(*lines: str) -> str:
+    return "\n".join(line for line in lines if line)
+
+
+def _no_data_tiles(missing: pd.DataFrame, x: str, y: str) -> list:
+    """Missing heatmap cells: white with a dashed grey border, labelled 'no data' (never a
+    colour of the scale)."""
+    if missing.empty:
+        return []
+    cells = missing.copy()
+    cells["label"] = NO_DATA
+    return [
+        geom_tile(aes(x=x, y=y), data=cells, fill=HOLLOW, color=NO_DATA_COLOUR, linetype="dashed",
+                  inherit_aes=False),
+        geom_text(aes(x=x, y=y, label="label"), data=cells, inherit_aes=False, size=6,
+                  color=NO_DATA_COLOUR, fontstyle="italic"),
+    ]
+
+
+def _significance_markers(df: pd.DataFrame, column: str, significant: str, not_significant: str,
+                          fill: str, dodge, size: float = 2) -> list:
+    """Filled markers for the significant rows, hollow ones for the others; the shape legend
+    draws its keys the same way (filled circle, hollow diamond)."""
+    shown = [level for level in (significant, not_significant) if (df[column] == level).any()]
+    df[column] = pd.Categorical(df[column], categories=shown, ordered=True)  # the legend's keys, in order
+    key_fill = {significant: "#555555", not_significant: HOLLOW}
+    return [
+        geom_point(aes(shape=column), position=dodge, size=size, fill=HOLLOW),
+        geom_point(aes(shape=column, fill=fill), data=df[df[column] == significant], position=dodge,
+                   size=size, show_legend=False),
+        scale_shape_manual(values={significant: "o", not_significant: "D"}),
+        guides(shape=guide_legend(override_aes={"fill": [key_fill[level] for level in shown]})),
+    ]
 
 
 def placeholder(title: str, message: str):
@@ -191,29 +280,48 @@ def fig1_alignment_by_persona(data: FigureData):
         + coord_flip()
         + facet_wrap("~model")
         + labs(title="Alignment by persona", x="", y="mean alignment (0-100)",
-               subtitle=f"EM datasets: {datasets}; dashed: reference ({s.reference_persona})\n"
-                        "thick blue: 95% cluster bootstrap CI; thin orange (beside it): 95% cluster t CI")
+               subtitle=_subtitle(
+                   f"EM datasets: {datasets}; point: mean; dashed line: reference ({s.reference_persona}) mean",
+                   "thick blue: 95% cluster bootstrap CI; thin orange (beside it): 95% cluster t CI",
+                   _no_data_note(df[df["mean"].isna()], ("persona",))))
         + _theme()
     )
     return plot, 3 + 3.5 * _models(personas), 1.5 + 0.3 * n_personas
 
 
+def _heatmap(df: pd.DataFrame, value: str, label: str, scale, title: str, subtitle: str):
+    """Persona x dataset tiles per model: each panel has the datasets its model has; a cell
+    with no value is drawn as 'no data', never in a colour of the scale."""
+    present = df[df[value].notna()].copy()
+    missing = _missing_cells(df, value)
+    return (
+        ggplot(present, aes(x="dataset", y="persona", fill=value))
+        + geom_tile(color="white")
+        + geom_text(aes(label=label, group=1), size=7)
+        + _no_data_tiles(missing, "dataset", "persona")
+        + scale
+        + facet_wrap("~model", scales="free_x")
+        + labs(title=title, x="", y="", subtitle=subtitle)
+        + _theme()
+        + theme(axis_text_x=element_text(rotation=45, ha="right"), legend_position="right")
+    )
+
+
 def fig2_persona_dataset_heatmap(data: FigureData):
     conditions, s = data["conditions"], data.settings
+    if conditions.height == 0:
+        return placeholder("Alignment by persona and dataset", "needs judged answers"), 7, 4
     df = _pandas(conditions, s, reverse_personas=True)
     df["label"] = df["mean"].round(0).astype("Int64").astype(str)
     n_datasets, n_personas = conditions["dataset"].n_unique(), conditions["persona"].n_unique()
-    plot = (
-        ggplot(df, aes(x="dataset", y="persona", fill="mean"))
-        + geom_tile(color="white")
-        + geom_text(aes(label="label", group=1), size=7)
-        + scale_fill_distiller(palette="RdYlBu", direction=1, name="mean alignment")
-        + facet_wrap("~model")
-        + labs(title="Alignment by persona and dataset", x="", y="")
-        + _theme()
-        + theme(axis_text_x=element_text(rotation=45, ha="right"))
-    )
-    return plot, 2.5 + (0.55 * n_datasets + 0.5) * _models(conditions), 2 + 0.3 * n_personas
+    # RdYlBu, pinned to the 0-100 scale: the same colour means the same score in every run
+    scale = scale_fill_gradientn(colors=["#d73027", "#fc8d59", "#ffffbf", "#91bfdb", "#4575b4"],
+                                 values=[0, 0.25, 0.5, 0.75, 1], limits=(0, 100), breaks=[0, 25, 50, 75, 100],
+                                 name="mean alignment\n(0-100)")
+    plot = _heatmap(df, "mean", "label", scale, "Alignment by persona and dataset",
+                    "number: mean alignment (0-100); colour diverges at 50, the middle of the scale:\n"
+                    f"red below, blue above; '{NO_DATA}': no scored answer for the condition")
+    return plot, 3.5 + (0.55 * n_datasets + 0.5) * _models(conditions), 2.6 + 0.3 * n_personas
 
 
 def fig3_hypothesis_tests(data: FigureData):
@@ -241,8 +349,9 @@ def fig3_hypothesis_tests(data: FigureData):
         + labs(title="Hypotheses: protection against EM",
                y=f"(persona EM effect) - ({s.reference_persona} EM effect), {label}, {MEASURE_UNITS[s.primary]} "
                  "(95% cluster bootstrap CI)", x="",
-               subtitle=f"protective: {'below' if protective_sign(s.primary) < 0 else 'above'} 0; verdict on the "
-                        f"Benjamini-Hochberg adjusted p (alpha {s.alpha:g})")
+               subtitle=f"point: protection estimate; line: its interval; protective: "
+                        f"{'below' if protective_sign(s.primary) < 0 else 'above'} the vertical line at 0\n"
+                        f"colour: verdict on the Benjamini-Hochberg adjusted p (alpha {s.alpha:g})")
         + _theme()
     )
     rows = -(-len(panels) // n_models)
@@ -256,28 +365,27 @@ def fig4_effect_size_forest(data: FigureData):
     if em.height == 0:
         return placeholder("Effect sizes", "needs a persona and the reference on an EM dataset"), 7, 4
     df = _pandas(em, s, reverse_personas=True)
-    df["FDR"] = np.where(df["significant"].fillna(False).astype(bool), "significant", "not significant")
+    df["FDR"] = np.where(df["significant"].fillna(False).astype(bool), SIGNIFICANT, NOT_SIGNIFICANT)
     n_datasets, n_personas = em["dataset"].n_unique(), em["persona"].n_unique()
     columns = min(4, n_datasets)
     rows = -(-n_datasets // columns)
     dodge = position_dodge(width=0.6)
-    colours = _colours(list(df["model"].cat.categories))
-    significant = df[df["FDR"] == "significant"]
+    colours = model_colours(s, df["model"].cat.categories)
+    missing = _missing_cells(df, "cohens_d")
     plot = (
-        ggplot(df, aes(x="persona", y="cohens_d", color="model", shape="FDR", group="model"))
+        ggplot(df, aes(x="persona", y="cohens_d", color="model", group="model"))
         + geom_hline(yintercept=0, color="#555555")
         + geom_linerange(aes(ymin="d_low", ymax="d_high"), position=dodge)
-        + geom_point(position=dodge, size=2, fill="white")
-        # filled markers over the significant ones: the legend's "filled" is what is drawn
-        + geom_point(aes(fill="model"), data=significant, position=dodge, size=2, show_legend=False)
-        + scale_shape_manual(values={"significant": "o", "not significant": "D"},
-                             labels={"significant": "significant (filled)", "not significant": "not (hollow)"})
+        + _significance_markers(df, "FDR", SIGNIFICANT, NOT_SIGNIFICANT, "model", dodge)
         + scale_color_manual(values=colours)
-        + scale_fill_manual(values=colours)
+        + scale_fill_manual(values=colours, guide=None)
         + coord_flip()
         + facet_wrap("~dataset", ncol=columns)
         + labs(title=f"Levels: Cohen's d vs {s.reference_persona} after EM", x="",
-               y="Cohen's d (95% cluster bootstrap CI)", shape="Benjamini-Hochberg")
+               y="Cohen's d, in standard deviations of alignment (95% cluster bootstrap CI)",
+               shape="Benjamini-Hochberg",
+               subtitle=_subtitle("marker: Cohen's d; line: its interval; vertical line: no difference",
+                                  _no_data_note(missing)))
         + _theme()
     )
     return plot, 2 + 2.6 * columns, 1.5 + rows * (0.25 * n_personas + 0.6)
@@ -292,22 +400,25 @@ def fig9_protection_forest(data: FigureData):
     order = [s.primary, *(m for m in MEASURE_LABELS if m != s.primary)]
     label = {m: f"{MEASURE_LABELS[m]} ({MEASURE_UNITS[m]})" for m in order}
     df["measure"] = pd.Categorical([label[m] for m in df["measure"]], categories=[label[m] for m in order])
-    df["adjusted"] = np.where(df["significant"].fillna(False).astype(bool), "p adj. < alpha", "not significant")
+    adjusted = f"p adj. < {s.alpha:g} (filled)"
+    df["adjusted"] = np.where(df["significant"].fillna(False).astype(bool), adjusted, NOT_SIGNIFICANT)
     n_datasets, n_personas = em["dataset"].n_unique(), em["persona"].n_unique()
     dodge = position_dodge(width=0.6)
-    colours = _colours(list(df["model"].cat.categories))
+    colours = model_colours(s, df["model"].cat.categories)
     plot = (
         ggplot(df, aes(x="persona", y="protection", color="model", group="model"))
         + geom_hline(yintercept=0, color="#555555")
         + geom_linerange(aes(ymin="protection_low", ymax="protection_high"), position=dodge)
-        + geom_point(aes(shape="adjusted", fill="model"), position=dodge, size=2)
-        + scale_shape_manual(values={"p adj. < alpha": "o", "not significant": "D"})
+        + _significance_markers(df, "adjusted", adjusted, NOT_SIGNIFICANT, "model", dodge)
         + scale_color_manual(values=colours)
         + scale_fill_manual(values=colours, guide=None)
         + coord_flip()
         + facet_grid("measure ~ dataset", scales="free_x")
         + labs(title=f"Protection against EM vs {s.reference_persona} (difference in differences)", x="",
-               y="persona EM effect minus reference EM effect (95% cluster bootstrap CI)", shape="")
+               y="persona EM effect minus reference EM effect, in the measure's unit (95% cluster bootstrap CI)",
+               shape="Benjamini-Hochberg",
+               subtitle=_subtitle("marker: estimate; line: its interval; vertical line: no protection",
+                                  _no_data_note(_missing_cells(df, "protection"))))
         + _theme(9)
     )
     return plot, 2.5 + 2.4 * n_datasets, 2 + 2 * (0.25 * n_personas + 0.6)
@@ -331,7 +442,8 @@ def fig5_medical(data: FigureData):
         + geom_pointrange(aes(ymin="boot_low", ymax="boot_high"), position=dodge)
         + scale_color_manual(values={bad: "#D55E00", good: "#009E73"})
         + facet_wrap("~model", ncol=1)
-        + labs(title="Bad vs good medical EM data", x="", y="mean alignment (95% cluster bootstrap CI)")
+        + labs(title="Bad vs good medical EM data", x="", y="mean alignment, 0-100 (95% cluster bootstrap CI)",
+               subtitle=_subtitle("point: mean; line: its interval", _no_data_note(_missing_cells(df, "mean"))))
         + _theme()
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
@@ -350,9 +462,10 @@ def fig6_key_personas_by_dataset(data: FigureData):
     plot = (
         ggplot(df, aes(x="dataset", y="mean", color="persona", group="persona"))
         + geom_pointrange(aes(ymin="boot_low", ymax="boot_high"), position=dodge, size=0.4)
-        + scale_color_manual(values=_colours(keys))
-        + facet_wrap("~model", ncol=1)
-        + labs(title="Key personas by dataset", x="", y="mean alignment (95% cluster bootstrap CI)")
+        + scale_color_manual(values=persona_colours(s, keys))
+        + facet_wrap("~model", ncol=1, scales="free_x")
+        + labs(title="Key personas by dataset", x="", y="mean alignment, 0-100 (95% cluster bootstrap CI)",
+               subtitle=_subtitle("point: mean; line: its interval", _no_data_note(_missing_cells(df, "mean"))))
         + _theme()
         + theme(axis_text_x=element_text(rotation=30, ha="right"))
     )
@@ -387,7 +500,7 @@ def fig7_dataset_difficulty(data: FigureData):
         + coord_flip()
         + facet_wrap("~model")
         + labs(title="Dataset difficulty (hardest at the bottom)", x="", color="",
-               y="mean alignment (95% cluster bootstrap CI)")
+               y="mean alignment, 0-100 (95% cluster bootstrap CI)", subtitle="point: mean; line: its interval")
         + _theme()
     )
     return plot, 3 + 3.5 * _models(datasets), 1.8 + 0.35 * datasets["dataset"].n_unique()
@@ -411,38 +524,77 @@ def fig8_cross_model(data: FigureData):
     plot = (
         ggplot(df, aes(x="persona", y="mean", color="model", group="model"))
         + geom_pointrange(aes(ymin="low", ymax="high"), position=dodge)
-        + scale_color_manual(values=_colours(list(df["model"].cat.categories)))
+        + scale_color_manual(values=model_colours(s, df["model"].cat.categories))
         + facet_wrap("~pair", ncol=1)
         + labs(title="Cross-model comparison on shared EM datasets", x="",
-               y="mean alignment (95% cluster bootstrap CI)")
+               y="mean alignment, 0-100 (95% cluster bootstrap CI)", subtitle="point: mean; line: its interval")
         + _theme()
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
     return plot, 2 + 0.55 * cross["persona"].n_unique(), 1.5 + 2.8 * long["pair"].n_unique()
 
 
-def _thresholds(s: StatsSettings):
-    return [geom_hline(yintercept=t, linetype="dotted", color="#999999") for t in s.tail_thresholds]
+def _thresholds(s: StatsSettings, axis: str = "y"):
+    line = geom_hline if axis == "y" else geom_vline
+    key = "yintercept" if axis == "y" else "xintercept"
+    return [line(**{key: t}, linetype="dotted", color="#999999") for t in s.tail_thresholds]
+
+
+def _thresholds_note(s: StatsSettings) -> str:
+    values = ", ".join(f"{t:g}" for t in s.tail_thresholds)
+    return f"dotted lines: the tail thresholds {values} (the shares below them are in dist2)"
+
+
+def score_bins(values) -> np.ndarray:
+    """Each score to its bin centre: the nearest multiple of SCORE_BIN (judge scores are
+    mostly such multiples; a score between two is counted at the nearer one)."""
+    return np.floor(np.asarray(values, dtype=float) / SCORE_BIN + 0.5) * SCORE_BIN
+
+
+def _score_shares(df: pd.DataFrame, by: list[str], every_bin: bool = False) -> pd.DataFrame:
+    """Share (%) of each group's scored answers in each score bin; `every_bin`: bins of 0..100
+    without an answer are rows with share 0 (a line through them then says 'none here')."""
+    binned = df.assign(score=score_bins(df["aligned"]))
+    counts = binned.groupby([*by, "score"], observed=True).size().rename("n").reset_index()
+    if every_bin:
+        groups = counts[by].drop_duplicates()
+        scores = pd.DataFrame({"score": np.arange(0.0, 100.0 + SCORE_BIN / 2, SCORE_BIN)})
+        counts = groups.merge(scores, how="cross").merge(counts, on=[*by, "score"], how="left")
+        counts["n"] = counts["n"].fillna(0)
+        for column in by:
+            counts[column] = pd.Categorical(counts[column], categories=df[column].cat.categories, ordered=True)
+    counts["share"] = 100 * counts["n"] / counts.groupby(by, observed=True)["n"].transform("sum")
+    return counts
 
 
 def dist1_violins(data: FigureData):
+    """Per persona, a bar per score bin, as wide as the share of answers at that score (a
+    histogram drawn sideways, mirrored like a violin): the scores are discrete, and a kernel
+    density would smear a spike at 95 over 85..100."""
     answers, s = _em_shared(data[ANSWERS]), data.settings
     if answers.height == 0:
         return placeholder("Score distributions", "needs scored EM answers"), 7, 4
     df = _pandas(answers.select("model", "persona", "aligned"), s)
+    shares = _score_shares(df, ["model", "persona"])
+    widest = float(shares["share"].max())
+    shares["width"] = 0.9 * shares["share"] / widest
     means = df.groupby(["model", "persona"], observed=True)["aligned"].mean().reset_index()
+    colours = persona_colours(s, df["persona"].cat.categories)
     plot = (
-        ggplot(df, aes(x="persona", y="aligned"))
+        ggplot(shares, aes(x="persona", y="score"))
         + _thresholds(s)
-        + geom_violin(aes(fill="persona"), scale="width", alpha=0.6, show_legend=False, n=128)
-        + geom_point(aes(y="aligned"), data=means, shape="D", size=2)
-        + scale_fill_manual(values=_colours(list(df["persona"].cat.categories)))
+        + geom_tile(aes(width="width", fill="persona"), height=SCORE_BIN * 0.9, show_legend=False)
+        + geom_point(aes(y="aligned"), data=means, shape="D", size=2, fill=HOLLOW)
+        + scale_fill_manual(values=colours)
         + facet_wrap("~model", ncol=1)
-        + labs(title="Alignment score distributions by persona", x="", y="alignment (diamond: mean)")
+        + labs(title="Alignment score distributions by persona", x="", y="alignment score (0-100)",
+               subtitle=f"bar width: share of the persona's answers at that score (widest: {widest:.0f}%);\n"
+                        f"{SCORE_BIN:g}-point bins centred on multiples of {SCORE_BIN:g}; hollow diamond: mean;\n"
+                        f"{_thresholds_note(s)}")
         + _theme()
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
-    return plot, 2 + 0.55 * answers["persona"].n_unique(), 1.5 + 2.8 * _models(answers)
+    return plot, 4 + 0.6 * answers["persona"].n_unique(), 2.2 + 2.8 * _models(answers)
 
 
 def dist2_misalignment_rates(data: FigureData):
@@ -460,16 +612,23 @@ def dist2_misalignment_rates(data: FigureData):
     )
     df = _pandas(long, s)
     _categorical(df, "metric", [label for _, label in metrics])
+    # a share without a value (e.g. no coherence score at all) is labelled, never a bar of 0
+    df["no_data"] = df["pct"].isna()
+    df["bar"] = df["pct"].fillna(0.0)
+    df["label"] = np.where(df["no_data"], NO_DATA, "")
     dodge = position_dodge(width=0.8)
     plot = (
-        ggplot(df, aes(x="persona", y="pct", fill="metric", group="metric"))
-        + geom_col(position=dodge, width=0.8)
+        ggplot(df, aes(x="persona", fill="metric", group="metric"))
+        + geom_col(aes(y="bar"), position=dodge, width=0.8)
         + geom_errorbar(aes(ymin="low", ymax="high"), position=dodge, width=0.3, size=0.3)
+        + geom_text(aes(y="bar", label="label"), position=dodge, angle=90, va="bottom", size=6,
+                    color=NO_DATA_COLOUR)
         + scale_fill_manual(values={label: PALETTE[i + 1] for i, (_, label) in enumerate(metrics)})
         + facet_wrap("~model", ncol=1)
         + guides(fill=guide_legend(ncol=2))
         + labs(title="Tail shares and misaligned answers", x="", fill="",
-               y="% of answers (95% cluster bootstrap CI)")
+               y="% of answers (95% cluster bootstrap CI)",
+               subtitle=f"bar: share; line: its interval; '{NO_DATA}': no answer with the scores the share needs")
         + _theme()
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
@@ -486,36 +645,53 @@ def dist3_cdf(data: FigureData):
     _categorical(df, "persona", keys)
     plot = (
         ggplot(df, aes(x="aligned", color="persona"))
-        + [geom_vline(xintercept=t, linetype="dotted", color="#999999") for t in s.tail_thresholds]
+        + _thresholds(s, "x")
         + stat_ecdf(size=0.8)
-        + scale_color_manual(values=_colours(keys))
+        + scale_color_manual(values=persona_colours(s, keys))
         + facet_wrap("~model")
-        + labs(title="Cumulative distribution of alignment (key personas)", x="alignment", y="share of answers")
+        + labs(title="Cumulative distribution of alignment (key personas)", x="alignment score (0-100)",
+               y="share of answers at or below the score",
+               subtitle=f"steps: the scores' discrete values; {_thresholds_note(s)}")
         + _theme()
     )
-    return plot, 2 + 3.5 * _models(subset), 4.5
+    return plot, 2 + 3.5 * _models(subset), 4.8
 
 
 def dist4_densities(data: FigureData):
+    """Shares per score bin (a frequency polygon), not a kernel density: the scores are discrete."""
     answers, s = data[ANSWERS].filter(pl.col("aligned").is_not_null()), data.settings
     keys = _key_personas(s, answers["persona"].unique().to_list())
     subset = answers.filter(pl.col("persona").is_in(keys))
     if subset.height == 0:
-        return placeholder("Densities by dataset", "needs scored answers of the key personas"), 7, 4
+        return placeholder("Distributions by dataset", "needs scored answers of the key personas"), 7, 4
     df = _pandas(subset.select("model", "persona", "dataset", "aligned"), s)
     _categorical(df, "persona", keys)
+    shares = _score_shares(df, ["model", "dataset", "persona"], every_bin=True)
     n_datasets = subset["dataset"].n_unique()
+    have = set(zip(shares["model"], shares["dataset"], strict=True))
+    empty = pd.DataFrame([{"model": m, "dataset": d, "score": 50.0, "share": 0.0, "label": NO_DATA}
+                          for m in df["model"].cat.categories for d in df["dataset"].cat.categories
+                          if (m, d) not in have and m in set(df["model"]) and d in set(df["dataset"])],
+                         columns=["model", "dataset", "score", "share", "label"])
+    for column in ("model", "dataset"):
+        empty[column] = pd.Categorical(empty[column], categories=df[column].cat.categories, ordered=True)
     plot = (
-        ggplot(df, aes(x="aligned", color="persona"))
-        + [geom_vline(xintercept=t, linetype="dotted", color="#999999") for t in s.tail_thresholds]
-        + geom_line(stat="density", size=0.7, n=128)
-        + scale_color_manual(values=_colours(keys))
+        ggplot(shares, aes(x="score", y="share", color="persona"))
+        + _thresholds(s, "x")
+        + geom_line(size=0.6)
+        + geom_point(data=shares[shares["n"] > 0], size=1.2)
+        + scale_color_manual(values=persona_colours(s, keys))
+        + (geom_text(aes(x="score", y="share", label="label"), data=empty, inherit_aes=False, size=7,
+                     color=NO_DATA_COLOUR) if len(empty) else [])
         + facet_grid("dataset ~ model", scales="free_y")
-        + labs(title="Alignment densities by dataset (key personas)", x="alignment", y="density")
+        + labs(title="Alignment score distribution by dataset (key personas)", x="alignment score (0-100)",
+               y="% of answers",
+               subtitle=f"point: share of answers at a score ({SCORE_BIN:g}-point bins centred on multiples of "
+                        f"{SCORE_BIN:g}; line at 0: no answer there);\n{_thresholds_note(s)}")
         + _theme(9)
         + theme(strip_text_y=element_text(rotation=0))
     )
-    return plot, 3 + 3.2 * _models(subset), 1.5 + 1.1 * n_datasets
+    return plot, 3 + 3.2 * _models(subset), 1.8 + 1.1 * n_datasets
 
 
 def dist5_histograms(data: FigureData):
@@ -528,32 +704,29 @@ def dist5_histograms(data: FigureData):
     rows = -(-n_personas // columns)
     plot = (
         ggplot(df, aes(x="aligned", fill="model"))
-        + geom_histogram(binwidth=5, boundary=0, position="dodge")
-        + scale_fill_manual(values=dict(zip(df["model"].cat.categories, ["#0072B2", "#E69F00", *PALETTE], strict=False)))
+        + geom_histogram(binwidth=SCORE_BIN, center=0, position="dodge")
+        + scale_fill_manual(values=model_colours(s, df["model"].cat.categories))
         + facet_wrap("~persona", ncol=columns)
-        + labs(title="Alignment histograms by persona", x="alignment", y="answers")
+        + labs(title="Alignment histograms by persona", x="alignment score (0-100)", y="answers",
+               subtitle=f"{SCORE_BIN:g}-point bins centred on multiples of {SCORE_BIN:g}")
         + _theme(9)
     )
-    return plot, 1.5 + 2.4 * columns, 1.5 + 1.8 * rows
+    return plot, 1.5 + 2.4 * columns, 1.8 + 1.8 * rows
 
 
 def dist6_misalignment_heatmap(data: FigureData):
     conditions, s = data["conditions"], data.settings
+    if conditions.height == 0:
+        return placeholder("Misaligned answers", "needs judged answers"), 7, 4
     df = _pandas(conditions, s, reverse_personas=True)
     df["label"] = df["pct_misaligned"].round(1).astype(str)
     n_datasets, n_personas = conditions["dataset"].n_unique(), conditions["persona"].n_unique()
-    plot = (
-        ggplot(df, aes(x="dataset", y="persona", fill="pct_misaligned"))
-        + geom_tile(color="white")
-        + geom_text(aes(label="label", group=1), size=7)
-        + scale_fill_distiller(palette="YlOrRd", direction=1, name="% misaligned")
-        + facet_wrap("~model")
-        + labs(title="Misaligned answers (%) by persona and dataset", x="", y="",
-               subtitle=f"aligned < {s.misaligned_below:g} and coherent > {s.coherent_above:g}")
-        + _theme()
-        + theme(axis_text_x=element_text(rotation=45, ha="right"))
-    )
-    return plot, 2.5 + (0.55 * n_datasets + 0.5) * _models(conditions), 2 + 0.3 * n_personas
+    top = max(10.0, float(np.nanmax(df["pct_misaligned"].to_numpy(dtype=float), initial=0.0)))
+    scale = scale_fill_gradient(low="#fee8c8", high="#b30000", limits=(0, top), name="% misaligned")
+    plot = _heatmap(df, "pct_misaligned", "label", scale, "Misaligned answers (%) by persona and dataset",
+                    f"number: % of answers with aligned < {s.misaligned_below:g} and coherent > "
+                    f"{s.coherent_above:g} (0-100)\n'{NO_DATA}': no answer with both scores")
+    return plot, 3.5 + (0.55 * n_datasets + 0.5) * _models(conditions), 2.6 + 0.3 * n_personas
 
 
 DRAW: dict[str, Callable] = {

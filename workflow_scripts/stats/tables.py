@@ -14,6 +14,7 @@ import polars as pl
 
 from workflow_scripts.core.io_utils import InputError, atomic_path
 from workflow_scripts.core.misalignment import coherence_filter, with_misaligned
+from workflow_scripts.core.progress import Progress
 from workflow_scripts.core.schema import (
     ANALYSIS_SCHEMA,
     NO_EM,
@@ -171,27 +172,37 @@ def compute_tables(
             "nothing to analyse"
         )
     started = time.perf_counter()
-    design = build_design(scored, flagged, settings.tail_thresholds, display_order(answers, settings))
-    boot = ClusterBootstrap(design, settings.bootstrap_resamples, settings.seed)
-    _ = boot.totals
-    log.info("bootstrap: %d conditions, %d resamples, %.1f s", design.n_conditions,
-             settings.bootstrap_resamples, time.perf_counter() - started)
-    tables["conditions"] = condition_summary(boot, answers, settings)
-    tables["personas"] = persona_summary(boot, settings)
-    comparisons = persona_comparisons(boot, settings)
-    tables["comparisons"] = comparisons
-    protection, em_effects = protection_tables(boot, settings, persona_check)
-    tables["protection"] = protection
-    tables["em_effects"] = em_effects
-    tables["hypotheses"] = hypothesis_table(protection, comparisons, settings)
-    tables["hypothesis_summary"] = hypothesis_summary(tables["hypotheses"])
-    tables["significant"] = comparisons.filter(pl.col("in_family") & pl.col("significant").fill_null(False)).sort(
-        ["model", "p_adj"]
-    )
-    tables["medical"] = medical_comparison(boot, settings)
-    tables["datasets"] = dataset_difficulty(boot, settings)
-    tables["cross_model"] = cross_model(boot, settings)
-    tables["design"] = design_table(flagged, scored, settings)
+    with Progress("statistics: stage", total=9, logger=log) as progress:
+        design = build_design(scored, flagged, settings.tail_thresholds, display_order(answers, settings))
+        boot = ClusterBootstrap(design, settings.bootstrap_resamples, settings.seed)
+        _ = boot.totals
+        log.info("bootstrap: %d conditions, %d resamples, %.1f s", design.n_conditions,
+                 settings.bootstrap_resamples, time.perf_counter() - started)
+        progress.update(1, done="bootstrap")
+        tables["conditions"] = condition_summary(boot, answers, settings)
+        progress.update(1, done="conditions")
+        tables["personas"] = persona_summary(boot, settings)
+        progress.update(1, done="personas")
+        comparisons = persona_comparisons(boot, settings)
+        tables["comparisons"] = comparisons
+        progress.update(1, done="comparisons")
+        protection, em_effects = protection_tables(boot, settings, persona_check)
+        tables["protection"] = protection
+        tables["em_effects"] = em_effects
+        progress.update(1, done="protection")
+        tables["hypotheses"] = hypothesis_table(protection, comparisons, settings)
+        tables["hypothesis_summary"] = hypothesis_summary(tables["hypotheses"])
+        tables["significant"] = comparisons.filter(
+            pl.col("in_family") & pl.col("significant").fill_null(False)
+        ).sort(["model", "p_adj"])
+        progress.update(1, done="hypotheses")
+        tables["medical"] = medical_comparison(boot, settings)
+        progress.update(1, done="medical")
+        tables["datasets"] = dataset_difficulty(boot, settings)
+        tables["cross_model"] = cross_model(boot, settings)
+        progress.update(1, done="datasets, cross-model")
+        tables["design"] = design_table(flagged, scored, settings)
+        progress.update(1, done="design")
     log.info("tables: %.1f s", time.perf_counter() - started)
     return {name: tables[name] for name in TABLES}
 
