@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -9,6 +11,9 @@ from scipy import stats
 
 from workflow_scripts.first_study import corrected
 from workflow_scripts.first_study import method as first
+from workflow_scripts.first_study.importer import ImportSettings, read_judge_runs
+
+GOOD = Path(__file__).parent / "data" / "first_study_fixture" / "good"
 
 QUESTIONS = [f"q{i}" for i in range(8)]
 
@@ -208,3 +213,19 @@ def test_persona_effect_finds_a_difference_and_no_difference():
     assert differs["kruskal_p"] < 1e-10 and differs["friedman_p"] < 0.01
     assert alike["kruskal_p"] > 0.01
     assert differs["personas"] == 3 and differs["questions"] == 8 and differs["answers"] == 240
+
+
+def test_first_study_view_keeps_persona_only_runs_apart_from_em_conditions():
+    runs = read_judge_runs(
+        GOOD, ImportSettings(persona_aliases={"constitutional_goodness_meta": "goodness"})
+    )
+    seen = first.as_first_study_saw_it(runs)
+    table = first.persona_table(seen, resamples=50)
+    goodness = table.filter(pl.col("persona") == "goodness").row(0, named=True)
+    persona_only = table.filter(pl.col("persona") == "constitutional_goodness_meta").row(
+        0, named=True
+    )
+    # goodness: insecure (6) + bad_medical (6) EM answers only; the persona-only run
+    # (6 answers, labelled `insecure` by its file) stays a row of its own
+    assert (goodness["n"], goodness["no_em"]) == (12, False)
+    assert (persona_only["n"], persona_only["no_em"]) == (6, True)

@@ -362,9 +362,30 @@ def read_judge_runs(source: str | Path, settings: ImportSettings) -> pl.DataFram
     if duplicated.height:
         files = duplicated["source_file"][0].to_list()
         raise InputError(f"{files[0]}: judge run also in {files[1]} (same file name and timestamp)")
+    _check_one_source_persona(runs)
     return rank_runs(runs).sort(
         [*CONDITION, "source_timestamp", "judge_run", "question_id", "sample_idx"]
     )
+
+
+def _check_one_source_persona(runs: pl.DataFrame) -> None:
+    """Every condition comes from files of one persona name: an alias renames a
+    persona, it never merges two (a persona-only run into an EM condition, say)."""
+    mixed = (
+        runs.group_by(CONDITION)
+        .agg(pl.col("source_persona").unique().sort(), pl.col("source_file").first())
+        .filter(pl.col("source_persona").list.len() > 1)
+        .sort(CONDITION)
+    )
+    if mixed.height:
+        row = mixed.row(0, named=True)
+        names = "' and '".join(row["source_persona"])
+        raise InputError(
+            f"{row['source_file']}: persona: '{names}' both map to {row['model']} x "
+            f"{row['persona']} x {row['dataset']}; first_study.persona_aliases may rename a "
+            "persona, never merge two (persona-only runs stay apart through "
+            "first_study.no_em_persona_prefix)"
+        )
 
 
 def import_first_study(

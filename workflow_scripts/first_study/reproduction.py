@@ -324,13 +324,15 @@ def _persona_section(table: pl.DataFrame) -> list[str]:
         "### Alignment by persona, first study's method",
         "",
         "Largest judge run per condition, every answer with a score, pooled over the persona's "
-        "datasets; 95% t-interval and percentile bootstrap interval treat answers as independent.",
+        "datasets; 95% t-interval and percentile bootstrap interval treat answers as independent. "
+        "Persona-only runs (no EM) keep the persona name of their files and stay rows of their "
+        "own: they are never pooled with a persona's EM runs.",
         "",
     ]
     rows = [
         [
             r["model"],
-            r["persona"],
+            f"{r['persona']} (no EM)" if r.get("no_em") else r["persona"],
             str(r["datasets"]),
             f"{r['n']:,}",
             _fmt(r["mean"]),
