@@ -252,10 +252,12 @@ def _changes(
             f"blocks) in {question_level.height} of {effect.height}. Share of the answers' "
             f"rank variance that personas explain, {sizes}."
         )
-    overall = reliability.filter((pl.col("persona") == ALL) & (pl.col("metric") == "aligned"))
+    overall = reliability.filter(
+        (pl.col("model") == ALL) & (pl.col("persona") == ALL) & (pl.col("metric") == "aligned")
+    )
     if overall.height:
         row = overall.row(0, named=True)
-        spread = _run_mean_spread(runs)
+        spread = row["mean_spread"]
         lines.append(
             f"- **Judge replicates.** Re-judging the same answers gave the same alignment score "
             f"in {100 * row['exact_match']:.0f}% of run pairs (mean absolute difference "
@@ -308,15 +310,6 @@ def _pooling_changes(answers: pl.DataFrame, reference: str) -> list[str]:
                 f"models reverses for: {'; '.join(flips)}."
             )
     return lines
-
-
-def _run_mean_spread(runs: pl.DataFrame) -> float:
-    repeated = runs.filter(pl.col("runs_of_condition") > 1)
-    if repeated.is_empty():
-        return 0.0
-    per_run = repeated.group_by([*CONDITION, "judge_run"]).agg(pl.col("aligned").mean())
-    spread = per_run.group_by(CONDITION).agg(pl.col("aligned").max() - pl.col("aligned").min())
-    return float(spread["aligned"].max())
 
 
 def _persona_section(table: pl.DataFrame) -> list[str]:
