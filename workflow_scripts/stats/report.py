@@ -262,9 +262,10 @@ def method_section(s: StatsSettings) -> str:
         f"over answers with both scores. Tail shares: % of answers with aligned below "
         f"{', '.join(f'{t:g}' for t in s.tail_thresholds)}; P{s.tail_quantile:g}: numpy's linear percentile.",
         f"- Coherence filter before alignment statistics: {filter_text}. No mixed model is used.",
-        "- Each row is one judged answer. Several judge runs of a condition (an import with `all_runs`) add "
-        "rows to the same training run and questions: the bootstrap and the cluster tests work on questions "
-        "and seeds, so a re-judged answer is not new evidence to them (it is to the answer-level Mann-Whitney).",
+        "- **Judge replicates**: an answer judged several times (an import with `all_runs`) is one answer "
+        "measured repeatedly: its alignment and coherence are averaged over the runs that scored it before any "
+        "statistic, so re-judging adds no answers, gives no condition more weight, and leaves the means of "
+        "conditions judged once as they are. The replicates themselves serve the judge-reliability table.",
         "",
     ]
     return "\n".join(lines)

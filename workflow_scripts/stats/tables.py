@@ -21,6 +21,7 @@ from workflow_scripts.core.schema import (
     check_columns,
     prompt_variant,
 )
+from workflow_scripts.stats.answers import one_judgement_per_answer
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, build_design
 from workflow_scripts.stats.comparisons import (
     TESTS,
@@ -154,6 +155,7 @@ def compute_tables(
         raise ValueError(f"statistics.test: unknown test {settings.test!r}; expected one of {', '.join(TESTS)}")
     if "prompt_variant" not in answers.columns:
         answers = answers.with_columns(prompt_variant())
+    answers = one_judgement_per_answer(answers)  # judge replicates: one answer, measured repeatedly
     variants = prompt_variants(answers, settings)
     answers = check_columns(select_prompt_variant(answers, settings), ANALYSIS_SCHEMA, "answers")
     flagged = with_misaligned(answers, settings.misaligned_below, settings.coherent_above)
