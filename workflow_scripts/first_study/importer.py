@@ -388,6 +388,53 @@ def _check_one_source_persona(runs: pl.DataFrame) -> None:
         )
 
 
+EXPERIMENT_FOLDER = "evaluations"
+
+
+def experiment_name(path: str) -> str:
+    """The experiment a judge-run file belongs to: its path up to the first folder named
+    `evaluations` (`first-study/evaluations`, `first-study/llama/evaluations`,
+    `first-study/constitutional_em/evaluations`), else its folder."""
+    parts = PurePosixPath(path).parts[:-1]
+    if EXPERIMENT_FOLDER in parts:
+        parts = parts[: parts.index(EXPERIMENT_FOLDER) + 1]
+    return "/".join(parts) or "."
+
+
+def experiment_of(column: str = "source_file") -> pl.Expr:
+    return pl.col(column).map_elements(experiment_name, return_dtype=pl.String)
+
+
+def study_design(runs: pl.DataFrame) -> pl.DataFrame:
+    """The conditions of the first study's own design: per model and experiment, every
+    persona it trained with EM x every EM dataset it used there, and every persona it
+    ran without EM x `none`. `answered`: whether the condition has answers."""
+    frame = runs.select("model", "persona", "dataset", experiment_of().alias("experiment")).unique()
+    em = frame.filter(pl.col("dataset") != NO_EM)
+    planned = pl.concat(
+        [
+            em.select("model", "experiment", "persona")
+            .unique()
+            .join(em.select("model", "experiment", "dataset").unique(), on=["model", "experiment"]),
+            frame.filter(pl.col("dataset") == NO_EM).select(
+                "model", "experiment", "persona", "dataset"
+            ),
+        ],
+        how="vertical",
+    ).unique()
+    present = (
+        frame.select("model", "persona", "dataset")
+        .unique()
+        .with_columns(pl.lit(True).alias("answered"))
+    )
+    return (
+        planned.join(present, on=["model", "persona", "dataset"], how="left")
+        .with_columns(pl.col("answered").fill_null(False))
+        .select("model", "persona", "dataset", "experiment", "answered")
+        .sort("model", "experiment", "persona", "dataset")
+    )
+
+
 def import_first_study(
     source: str | Path, settings: ImportSettings
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
