@@ -8,7 +8,8 @@ IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"
 IMPORTED_RUNS = "results/imported/first_study_runs.parquet"
 IMPORTED_DESIGN = "results/imported/first_study_design.tsv"
 REPRODUCTION_TABLES = {
-    name: f"results/final/tables/{stem}.tsv" for name, stem in REPRODUCTION_FILES.items()
+    name: f"results/final/tables/{stem}.tsv"
+    for name, stem in REPRODUCTION_FILES.items()
 }
 REPRODUCTION = {
     "report": "results/final/tables/reproduction.md",

@@ -63,7 +63,9 @@ def test_section_has_every_part_and_nothing_called_corrected(result):
     ):
         assert heading in text
     assert re.search(r"\bcorrected\b", text, re.IGNORECASE) is None
-    assert "A known defect of the first study" in text and "inactive while the EM LoRA trained" in text
+    assert (
+        "A known defect of the first study" in text and "inactive while the EM LoRA trained" in text
+    )
     kept = 36 if policy == "largest_run" else 48
     assert f"Policy `{policy}` keeps {kept} judgements of 36 answers" in text
     assert set(reproduction.tables) == set(FILES)
@@ -87,9 +89,11 @@ def test_hypothesis_cells_set_the_first_study_beside_the_workflow_levels(result)
     bad_medical = cells.row(0, named=True)
     assert bad_medical["first_study_difference"] == pytest.approx(90.0 - 270 / 5)
     assert bad_medical["first_study_call"] == "supports"
-    level = tables["comparisons"].filter(
-        (pl.col("persona") == "goodness") & (pl.col("dataset") == "bad_medical")
-    ).row(0, named=True)
+    level = (
+        tables["comparisons"]
+        .filter((pl.col("persona") == "goodness") & (pl.col("dataset") == "bad_medical"))
+        .row(0, named=True)
+    )
     assert bad_medical["level_diff"] == pytest.approx(level["diff"])
     assert bad_medical["level_p_adj"] == pytest.approx(level["p_adj"])
     assert bad_medical["protection"] is None  # no model without EM in the fixture
@@ -103,7 +107,9 @@ def test_hypothesis_cells_set_the_first_study_beside_the_workflow_levels(result)
 
 def test_findings_of_the_import_are_cells_of_their_source_rows(result):
     reproduction, tables, s, _ = result
-    text = render_results(tables, s, extra=reproduction.markdown, extra_findings=reproduction.findings)
+    text = render_results(
+        tables, s, extra=reproduction.markdown, extra_findings=reproduction.findings
+    )
     every = {**tables, **{FILES[name]: t for name, t in reproduction.tables.items()}}
     assert check_findings(text, every) == []
     findings = text[text.index("## Findings") : text.index("## Data")]

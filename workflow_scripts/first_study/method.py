@@ -1,7 +1,7 @@
 """The first study's own statistical method, re-implemented to reproduce its tables.
 
 What its `generate_final_results.py` did (kept here on purpose, mistakes included, so
-that the reproduction can be set beside the corrected method, docs/methods.md, Statistics):
+that the reproduction can be set beside the workflow's statistics, docs/methods.md, Statistics):
 
 - one judge run per condition: the one with the most scored answers (`largest_run`);
 - per persona, alignment scores pooled over every dataset that persona has (so
