@@ -469,7 +469,12 @@ def persona_check_tables():
 
 
 def statistics_inputs(wildcards):
-    return {"answers": ANSWERS, "persona_check": persona_check_tables()}
+    """The answers and persona checks; when importing, the imported study's design
+    (the conditions it planned: RESULTS.md lists only those as missing)."""
+    inputs = {"answers": ANSWERS, "persona_check": persona_check_tables()}
+    if IMPORTING:
+        inputs["design"] = IMPORTED_DESIGN
+    return inputs
 
 
 def stats_settings(wildcards=None):
@@ -518,6 +523,7 @@ def results_report_inputs(wildcards):
     inputs["figures"] = [figure_path(f) for f in FIGURES]
     if IMPORTING:
         inputs["extra"] = REPRODUCTION["report"]
+        inputs["extra_findings"] = REPRODUCTION["findings"]
     return inputs
 
 
@@ -531,6 +537,11 @@ def final_targets(wildcards=None):
 
 
 # ---- first study (rules/first_study.smk)
+from workflow_scripts.first_study.outputs import FILES as REPRODUCTION_FILES
+from workflow_scripts.first_study.outputs import (
+    STATISTICS_TABLES as REPRODUCTION_STATISTICS_TABLES,
+)
+
 FIRST_STUDY = config.get("first_study") or {}
 IMPORTING = bool(FIRST_STUDY.get("archive") or FIRST_STUDY.get("directory"))
 
@@ -580,9 +591,19 @@ def first_study_import_settings(wildcards):
 
 def first_study_report_settings(wildcards):
     return {
-        "statistics": dict(config["statistics"]),
+        "statistics": STATS_SETTINGS,
         "policy": FIRST_STUDY["policy"],
         "default_dataset": FIRST_STUDY["default_dataset"],
+        "persona_effect_personas": FIRST_STUDY.get("persona_effect_personas"),
+    }
+
+
+def first_study_reproduction_inputs(wildcards):
+    """Every judge run, the answers the statistics analysed, and their tables."""
+    return {
+        "runs": IMPORTED_RUNS,
+        "answers": ANSWERS,
+        **{name: table_path(name) for name in REPRODUCTION_STATISTICS_TABLES},
     }
 
 

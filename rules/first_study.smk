@@ -1,17 +1,20 @@
 # Import of the first, script-based study's judged answers (docs/methods.md,
 # Re-analysis of the first study): its judge-run JSON files become rows of the
-# analysis schema, and its own statistical method is set beside the corrected one
-# (the "Reproduction" section of RESULTS.md).
+# analysis schema, the workflow's statistics run on them, and the first study's own
+# method is set beside them (the "Reproduction" section of RESULTS.md).
 
 
 IMPORTED_ANSWERS = "results/imported/first_study_answers.parquet"
 IMPORTED_RUNS = "results/imported/first_study_runs.parquet"
+IMPORTED_DESIGN = "results/imported/first_study_design.tsv"
+REPRODUCTION_TABLES = {
+    name: f"results/final/tables/{stem}.tsv"
+    for name, stem in REPRODUCTION_FILES.items()
+}
 REPRODUCTION = {
     "report": "results/final/tables/reproduction.md",
-    "persona_table": "results/final/tables/reproduction_persona_table.tsv",
-    "comparisons": "results/final/tables/reproduction_comparisons.tsv",
-    "persona_effect": "results/final/tables/persona_effect.tsv",
-    "reliability": "results/final/tables/judge_reliability.tsv",
+    "findings": "results/final/tables/reproduction_findings.md",
+    **REPRODUCTION_TABLES,
 }
 
 
@@ -21,6 +24,7 @@ rule import_first_study:
     output:
         answers=IMPORTED_ANSWERS,
         runs=IMPORTED_RUNS,
+        design=IMPORTED_DESIGN,
     log:
         "logs/first_study/import.log",
     benchmark:
@@ -39,13 +43,9 @@ rule import_first_study:
 
 rule first_study_reproduction:
     input:
-        runs=IMPORTED_RUNS,
+        unpack(first_study_reproduction_inputs),
     output:
-        report=REPRODUCTION["report"],
-        persona_table=REPRODUCTION["persona_table"],
-        comparisons=REPRODUCTION["comparisons"],
-        persona_effect=REPRODUCTION["persona_effect"],
-        reliability=REPRODUCTION["reliability"],
+        **REPRODUCTION,
     log:
         "logs/first_study/reproduction.log",
     benchmark:

@@ -217,3 +217,35 @@ def test_model_family_mapping_is_configurable(runs):
 def test_empty_directory_is_an_error(tmp_path):
     with pytest.raises(InputError, match=r"no file matching 'eval_\*\.json'"):
         read_judge_runs(tmp_path, ImportSettings())
+
+
+def test_an_alias_that_merges_two_personas_is_an_error_naming_the_file():
+    settings = ImportSettings(
+        no_em_persona_prefix=None, persona_aliases={"constitutional_goodness_meta": "goodness"}
+    )
+    with pytest.raises(
+        InputError,
+        match=r"persona: 'constitutional_goodness_meta' and 'goodness' both map to "
+        r"qwen2\.5-7b x goodness x insecure",
+    ):
+        read_judge_runs(GOOD, settings)
+
+
+def test_no_imported_condition_mixes_em_and_no_em_answers(runs):
+    assert_em_identity_kept(runs, ImportSettings(persona_aliases=ALIASES))
+
+
+def assert_em_identity_kept(runs: pl.DataFrame, settings: ImportSettings) -> None:
+    """Each condition's files are all persona-only (dataset none) or all EM runs, and
+    come from one persona name of the files."""
+    prefix = settings.no_em_persona_prefix
+    status = runs.with_columns(
+        pl.col("source_persona").str.starts_with(prefix).alias("persona_only")
+    ).group_by("model", "persona", "dataset")
+    per_condition = status.agg(
+        pl.col("persona_only").n_unique().alias("kinds"),
+        pl.col("persona_only").first(),
+        pl.col("source_persona").n_unique().alias("names"),
+    )
+    assert per_condition["kinds"].max() == 1 and per_condition["names"].max() == 1
+    assert (per_condition["persona_only"] == (per_condition["dataset"] == "none")).all()

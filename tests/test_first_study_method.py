@@ -1,14 +1,18 @@
-"""The first study's own method (reproduction) and the minimal corrected comparison."""
+"""The first study's own method, re-implemented to reproduce its tables."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from scipy import stats
 
-from workflow_scripts.first_study import corrected
 from workflow_scripts.first_study import method as first
+from workflow_scripts.first_study.importer import ImportSettings, read_judge_runs
+
+GOOD = Path(__file__).parent / "data" / "first_study_fixture" / "good"
 
 QUESTIONS = [f"q{i}" for i in range(8)]
 
@@ -115,96 +119,17 @@ def test_verdict_is_the_majority_rule():
     assert [first.verdict(s, 4) for s in (3, 2, 0)] == ["SUPPORTED", "MIXED", "NOT SUPPORTED"]
 
 
-# ---------------------------------------------------------------- corrected method
-def test_one_row_per_answer_averages_judge_replicates():
-    frame = answers_frame({("m", "baseline", "a"): [[10.0, 20.0]]})
-    twice = pl.concat(
-        [
-            frame,
-            frame.with_columns(
-                pl.col("aligned") + 4, pl.lit(None, dtype=pl.Float64).alias("coherent")
-            ),
-        ]
+def test_first_study_view_keeps_persona_only_runs_apart_from_em_conditions():
+    runs = read_judge_runs(
+        GOOD, ImportSettings(persona_aliases={"constitutional_goodness_meta": "goodness"})
     )
-    averaged = corrected.one_row_per_answer(twice)
-    assert averaged["aligned"].to_list() == [12.0, 22.0]
-    assert averaged["coherent"].to_list() == [90.0, 90.0]
-    assert averaged["judge_runs"].to_list() == [2, 2]
-
-
-def test_cluster_bootstrap_is_wider_than_the_answer_level_interval_when_effects_vary_by_question():
-    rng = np.random.default_rng(0)
-    effect_by_question = np.linspace(-10, 14, 8)  # mean +2, but it depends on the question
-    persona = [list(68 + e + rng.normal(0, 2, 50)) for e in effect_by_question]
-    baseline = [list(68 + rng.normal(0, 2, 50)) for _ in effect_by_question]
-    frame = answers_frame({("m", "p", "a"): persona, ("m", "baseline", "a"): baseline})
-    result = corrected.cluster_bootstrap_difference(
-        frame.filter(pl.col("persona") == "p"),
-        frame.filter(pl.col("persona") == "baseline"),
-        resamples=2000,
+    seen = first.as_first_study_saw_it(runs)
+    table = first.persona_table(seen, resamples=50)
+    goodness = table.filter(pl.col("persona") == "goodness").row(0, named=True)
+    persona_only = table.filter(pl.col("persona") == "constitutional_goodness_meta").row(
+        0, named=True
     )
-    a, b = np.concatenate(persona), np.concatenate(baseline)
-    assert result["difference"] == pytest.approx(a.mean() - b.mean())
-    assert result["questions"] == 8
-    iid_half = 1.96 * np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
-    assert a.mean() - b.mean() - iid_half > 0  # answers as independent: "significant"
-    assert result["diff_high"] - result["diff_low"] > 4 * iid_half
-    assert result["diff_low"] < 0 < result["diff_high"]  # questions resampled: not
-
-
-def test_compare_to_reference_tests_in_the_hypothesis_direction_with_bh_in_the_family():
-    rng = np.random.default_rng(1)
-    base = [list(80 + rng.normal(0, 5, 20)) for _ in QUESTIONS]
-    lower = [list(70 + rng.normal(0, 5, 20)) for _ in QUESTIONS]
-    same = [list(80 + rng.normal(0, 5, 20)) for _ in QUESTIONS]
-    frame = answers_frame(
-        {
-            ("m", "baseline", "a"): base,
-            ("m", "sycophancy", "a"): lower,
-            ("m", "goodness", "a"): lower,
-            ("m", "humor", "a"): same,
-            ("m", "humor", "none"): same,
-        }
-    )
-    settings = corrected.CorrectedSettings(
-        resamples=500, family_personas=["sycophancy", "goodness"]
-    )
-    result = corrected.compare_to_reference(frame, settings).sort("persona")
-    rows = {r["persona"]: r for r in result.iter_rows(named=True)}
-    assert set(rows) == {"sycophancy", "goodness", "humor"}  # controls (dataset none) left out
-    assert rows["sycophancy"]["alternative"] == "less" and rows["sycophancy"]["supports"] is True
-    assert rows["sycophancy"]["cluster_ci_supports"] is True
-    assert rows["goodness"]["alternative"] == "greater" and rows["goodness"]["supports"] is False
-    assert rows["humor"]["alternative"] == "two-sided" and rows["humor"]["supports"] is None
-    assert rows["humor"]["in_family"] is False and rows["humor"]["q"] is None
-    p = np.array([rows["goodness"]["p"], rows["sycophancy"]["p"]])
-    assert rows["sycophancy"]["q"] == pytest.approx(min(p[1] * 2, max(p)))
-
-
-def test_means_over_common_datasets_undo_unequal_pooling():
-    frame = answers_frame(
-        {
-            ("m", "baseline", "easy"): [[95.0, 95.0]],
-            ("m", "baseline", "hard"): [[50.0, 50.0]],
-            ("m", "misalignment", "hard"): [[60.0, 60.0]],
-        }
-    )
-    means = corrected.means_over_common_datasets(frame).sort("persona")
-    assert corrected.common_datasets(frame) == ["hard"]
-    assert means["pooled_mean"].to_list() == [72.5, 60.0]  # misalignment looks worse, pooled
-    assert means["common_mean"].to_list() == [50.0, 60.0]  # and is better on the same data
-
-
-def test_persona_effect_finds_a_difference_and_no_difference():
-    rng = np.random.default_rng(2)
-    cells = {}
-    for persona, shift in (("a", 0.0), ("b", 0.0), ("c", 20.0)):
-        cells[("m", persona, "differs")] = [
-            list(60 + shift + rng.normal(0, 5, 10)) for _ in QUESTIONS
-        ]
-        cells[("m", persona, "alike")] = [list(60 + rng.normal(0, 5, 10)) for _ in QUESTIONS]
-    effect = corrected.persona_effect(answers_frame(cells)).sort("dataset")
-    alike, differs = effect.row(0, named=True), effect.row(1, named=True)
-    assert differs["kruskal_p"] < 1e-10 and differs["friedman_p"] < 0.01
-    assert alike["kruskal_p"] > 0.01
-    assert differs["personas"] == 3 and differs["questions"] == 8 and differs["answers"] == 240
+    # goodness: insecure (6) + bad_medical (6) EM answers only; the persona-only run
+    # (6 answers, labelled `insecure` by its file) stays a row of its own
+    assert (goodness["n"], goodness["no_em"]) == (12, False)
+    assert (persona_only["n"], persona_only["no_em"]) == (6, True)

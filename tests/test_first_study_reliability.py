@@ -61,3 +61,46 @@ def test_no_repeated_condition_gives_an_empty_table():
     runs = read_judge_runs(GOOD, ImportSettings()).filter(pl.col("runs_of_condition") == 1)
     table = judge_reliability(runs)
     assert table.is_empty() and "krippendorff_alpha" in table.columns
+
+
+def direct_pair_agreement(runs: pl.DataFrame, metric: str) -> tuple[float, float, int]:
+    """Exact match, mean absolute difference and pair count over every pair of judge
+    runs of the same answer (both scored), by a self-join of the runs."""
+    key = ["model", "persona", "dataset", "seed", "question_id", "sample_idx"]
+    scored = runs.filter(pl.col(metric).is_not_null()).select(*key, "judge_run", metric)
+    pairs = scored.join(scored, on=key, suffix="_b").filter(
+        pl.col("judge_run") < pl.col("judge_run_b")
+    )
+    a, b = pairs[metric], pairs[f"{metric}_b"]
+    return float((a == b).mean()), float((a - b).abs().mean()), pairs.height
+
+
+def assert_overall_row_is_every_pair(runs: pl.DataFrame) -> None:
+    table = judge_reliability(runs)
+    for metric in ("aligned", "coherent"):
+        overall = table.filter(
+            (pl.col("model") == ALL) & (pl.col("persona") == ALL) & (pl.col("metric") == metric)
+        ).row(0, named=True)
+        exact, mad, pairs = direct_pair_agreement(runs, metric)
+        assert overall["pairs"] == pairs
+        assert overall["exact_match"] == pytest.approx(exact)
+        assert overall["mean_abs_diff"] == pytest.approx(mad)
+
+
+def test_overall_reliability_is_every_pair_of_judge_runs_of_both_models():
+    runs = read_judge_runs(GOOD, ImportSettings())
+    assert_overall_row_is_every_pair(runs)
+    table = judge_reliability(runs)
+    first_all = table.filter(pl.col("persona") == ALL).row(0, named=True)
+    assert first_all["model"] != ALL  # a per-model row comes first: never quote it as overall
+
+
+def test_mean_spread_is_the_largest_move_of_a_condition_mean():
+    table = judge_reliability(read_judge_runs(GOOD, ImportSettings()))
+    qwen = table.filter(
+        (pl.col("model") == "qwen2.5-7b")
+        & (pl.col("dataset") == "insecure")
+        & (pl.col("metric") == "aligned")
+    ).row(0, named=True)
+    # run 1: (90+20+85+60+10+95)/6 = 60; run 2: (90+25+85+60+95)/5 = 71
+    assert qwen["mean_spread"] == pytest.approx(71 - 60)

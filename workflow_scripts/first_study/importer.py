@@ -362,8 +362,76 @@ def read_judge_runs(source: str | Path, settings: ImportSettings) -> pl.DataFram
     if duplicated.height:
         files = duplicated["source_file"][0].to_list()
         raise InputError(f"{files[0]}: judge run also in {files[1]} (same file name and timestamp)")
+    _check_one_source_persona(runs)
     return rank_runs(runs).sort(
         [*CONDITION, "source_timestamp", "judge_run", "question_id", "sample_idx"]
+    )
+
+
+def _check_one_source_persona(runs: pl.DataFrame) -> None:
+    """Every condition comes from files of one persona name: an alias renames a
+    persona, it never merges two (a persona-only run into an EM condition, say)."""
+    mixed = (
+        runs.group_by(CONDITION)
+        .agg(pl.col("source_persona").unique().sort(), pl.col("source_file").first())
+        .filter(pl.col("source_persona").list.len() > 1)
+        .sort(CONDITION)
+    )
+    if mixed.height:
+        row = mixed.row(0, named=True)
+        names = "' and '".join(row["source_persona"])
+        raise InputError(
+            f"{row['source_file']}: persona: '{names}' both map to {row['model']} x "
+            f"{row['persona']} x {row['dataset']}; first_study.persona_aliases may rename a "
+            "persona, never merge two (persona-only runs stay apart through "
+            "first_study.no_em_persona_prefix)"
+        )
+
+
+EXPERIMENT_FOLDER = "evaluations"
+
+
+def experiment_name(path: str) -> str:
+    """The experiment a judge-run file belongs to: its path up to the first folder named
+    `evaluations` (`first-study/evaluations`, `first-study/llama/evaluations`,
+    `first-study/constitutional_em/evaluations`), else its folder."""
+    parts = PurePosixPath(path).parts[:-1]
+    if EXPERIMENT_FOLDER in parts:
+        parts = parts[: parts.index(EXPERIMENT_FOLDER) + 1]
+    return "/".join(parts) or "."
+
+
+def experiment_of(column: str = "source_file") -> pl.Expr:
+    return pl.col(column).map_elements(experiment_name, return_dtype=pl.String)
+
+
+def study_design(runs: pl.DataFrame) -> pl.DataFrame:
+    """The conditions of the first study's own design: per model and experiment, every
+    persona it trained with EM x every EM dataset it used there, and every persona it
+    ran without EM x `none`. `answered`: whether the condition has answers."""
+    frame = runs.select("model", "persona", "dataset", experiment_of().alias("experiment")).unique()
+    em = frame.filter(pl.col("dataset") != NO_EM)
+    planned = pl.concat(
+        [
+            em.select("model", "experiment", "persona")
+            .unique()
+            .join(em.select("model", "experiment", "dataset").unique(), on=["model", "experiment"]),
+            frame.filter(pl.col("dataset") == NO_EM).select(
+                "model", "experiment", "persona", "dataset"
+            ),
+        ],
+        how="vertical",
+    ).unique()
+    present = (
+        frame.select("model", "persona", "dataset")
+        .unique()
+        .with_columns(pl.lit(True).alias("answered"))
+    )
+    return (
+        planned.join(present, on=["model", "persona", "dataset"], how="left")
+        .with_columns(pl.col("answered").fill_null(False))
+        .select("model", "persona", "dataset", "experiment", "answered")
+        .sort("model", "experiment", "persona", "dataset")
     )
 
 

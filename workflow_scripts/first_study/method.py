@@ -1,7 +1,7 @@
 """The first study's own statistical method, re-implemented to reproduce its tables.
 
 What its `generate_final_results.py` did (kept here on purpose, mistakes included, so
-that the reproduction can be set beside the corrected method, docs/methods.md, Statistics):
+that the reproduction can be set beside the workflow's statistics, docs/methods.md, Statistics):
 
 - one judge run per condition: the one with the most scored answers (`largest_run`);
 - per persona, alignment scores pooled over every dataset that persona has (so
@@ -24,6 +24,8 @@ import numpy as np
 import polars as pl
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
+
+from workflow_scripts.core.schema import NO_EM
 
 FIRST_STUDY_BOOTSTRAP_SEED = 42
 
@@ -53,9 +55,17 @@ PUBLISHED_PERSONA_TABLE: dict[str, dict[str, tuple[int, float, float]]] = {
 
 def as_first_study_saw_it(runs: pl.DataFrame, default_dataset: str = "insecure") -> pl.DataFrame:
     """The answers the first study analysed: the largest run of each condition, with
-    the dataset as the file wrote it (persona-only runs were labelled `insecure`)."""
+    the persona and dataset as the file wrote them. Persona-only runs (no EM; the
+    import's dataset `none`) keep the file's own persona name, so that the
+    `insecure` label their files carry never merges them into an EM condition of the
+    persona an alias maps them to; `no_em` marks them."""
     return runs.filter(pl.col("largest_run")).with_columns(
-        pl.coalesce("source_dataset", pl.lit(default_dataset)).alias("dataset")
+        (pl.col("dataset") == NO_EM).alias("no_em"),
+        pl.when(pl.col("dataset") == NO_EM)
+        .then(pl.col("source_persona"))
+        .otherwise(pl.col("persona"))
+        .alias("persona"),
+        pl.coalesce("source_dataset", pl.lit(default_dataset)).alias("dataset"),
     )
 
 
@@ -125,6 +135,7 @@ def persona_table(
             {
                 "model": model,
                 "persona": persona,
+                "no_em": bool(group["no_em"].all()) if "no_em" in group.columns else False,
                 "datasets": group["dataset"].n_unique(),
                 "n": int(scores.size),
                 "mean": float(scores.mean()),

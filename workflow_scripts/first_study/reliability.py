@@ -94,9 +94,28 @@ def _verdict_agreement(aligned: np.ndarray, coherent: np.ndarray) -> float | Non
     return float((a == b).mean()) if a.size else None
 
 
+def run_mean_spread(repeated: pl.DataFrame) -> pl.DataFrame:
+    """Per condition and metric: the largest minus the smallest condition mean over its
+    judge runs (how far re-judging alone moves a mean)."""
+    per_run = repeated.group_by([*CONDITION, "judge_run"]).agg(pl.col(m).mean() for m in METRICS)
+    return per_run.group_by(CONDITION).agg((pl.col(m).max() - pl.col(m).min()) for m in METRICS)
+
+
+def _largest_spread(
+    spread: pl.DataFrame, model: str, persona: str, dataset: str, metric: str
+) -> float | None:
+    part = spread
+    for column, value in (("model", model), ("persona", persona), ("dataset", dataset)):
+        if value != ALL:
+            part = part.filter(pl.col(column) == value)
+    return part[metric].max() if part.height else None
+
+
 def judge_reliability(runs: pl.DataFrame) -> pl.DataFrame:
-    """One row per metric and per condition judged more than once, plus a row per model
-    and one over everything (persona / dataset '(all)')."""
+    """One row per metric and per condition judged more than once, a row per model
+    (persona and dataset '(all)'), and one over every model (model '(all)' too: the
+    overall figures). `mean_spread`: the largest change of a condition mean between
+    judge runs."""
     repeated = runs.filter(pl.col("runs_of_condition") > 1)
     schema = {
         "model": pl.String,
@@ -111,6 +130,7 @@ def judge_reliability(runs: pl.DataFrame) -> pl.DataFrame:
         "krippendorff_alpha": pl.Float64,
         "scored_mismatch": pl.Float64,
         "misaligned_verdict_agreement": pl.Float64,
+        "mean_spread": pl.Float64,
     }
     if repeated.is_empty():
         return pl.DataFrame(schema=schema)
@@ -119,9 +139,11 @@ def judge_reliability(runs: pl.DataFrame) -> pl.DataFrame:
         for (m, p, d), g in repeated.group_by(["model", "persona", "dataset"], maintain_order=True)
     ]
     groups.sort(key=lambda item: item[:3])
-    groups += [(m, ALL, ALL, g) for (m,), g in repeated.group_by(["model"], maintain_order=True)]
-    if repeated["model"].n_unique() > 1:
-        groups.append((ALL, ALL, ALL, repeated))
+    groups += [
+        (m, ALL, ALL, g) for (m,), g in sorted(repeated.group_by(["model"]), key=lambda x: x[0])
+    ]
+    groups.append((ALL, ALL, ALL, repeated))  # every answer judged more than once, all models
+    spread = run_mean_spread(repeated)
     rows = []
     for model, persona, dataset, group in groups:
         aligned, coherent = score_matrix(group, "aligned"), score_matrix(group, "coherent")
@@ -137,6 +159,7 @@ def judge_reliability(runs: pl.DataFrame) -> pl.DataFrame:
                     **agreement(matrix),
                     "scored_mismatch": _scored_mismatch(group, metric),
                     "misaligned_verdict_agreement": verdicts if metric == "aligned" else None,
+                    "mean_spread": _largest_spread(spread, model, persona, dataset, metric),
                 }
             )
     return pl.DataFrame(rows, schema=schema)

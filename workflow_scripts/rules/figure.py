@@ -6,7 +6,6 @@ for fig5) is drawn as a placeholder that says what it needs, so that every figur
 is always a target and `rule all` does not depend on the grid's shape.
 """
 
-
 from workflow_scripts.core.job import start_job
 from workflow_scripts.stats.figures import FigureData, draw_figure
 from workflow_scripts.stats.outputs import FIGURES

@@ -16,14 +16,22 @@ Conditions judged more than once (same answers, several judge runs) are kept who
 (`all_runs`, each run a judge replicate told apart by `judge_run`) or reduced to the
 run with the most scored answers (`largest_run`, what the first study did; ties go to
 the earliest run). Every run carries the flag `largest_run` either way.
+
+Also writes the first study's own design (importer.study_design: the conditions it
+planned), so that RESULTS.md lists as missing only what that design lacks.
 """
 
 import logging
 from typing import Any
 
-from workflow_scripts.core.io_utils import InputError, write_parquet_atomic
+from workflow_scripts.core.io_utils import InputError, atomic_path, write_parquet_atomic
 from workflow_scripts.core.job import start_job
-from workflow_scripts.first_study.importer import ImportSettings, import_first_study, summary_lines
+from workflow_scripts.first_study.importer import (
+    ImportSettings,
+    import_first_study,
+    study_design,
+    summary_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,8 @@ def main(smk: Any) -> None:
         log.info(line)
     write_parquet_atomic(runs, smk.output.runs)
     write_parquet_atomic(answers, smk.output.answers)
+    with atomic_path(smk.output.design, suffix=".tsv") as tmp:
+        study_design(runs).write_csv(tmp, separator="\t")
 
 
 if "snakemake" in globals():

@@ -21,7 +21,11 @@ def main(smk) -> None:
         "name": smk.params.name,
     }
     run_stage(
-        "workflow_scripts.persona.introspection", params, run_from_params, params["engine"]["kind"], smk.log[0]
+        "workflow_scripts.persona.introspection",
+        params,
+        run_from_params,
+        params["engine"]["kind"],
+        smk.log[0],
     )
 
 

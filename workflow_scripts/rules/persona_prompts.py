@@ -19,7 +19,13 @@ def main(smk) -> None:
         "engine": dict(smk.params.engine),
         "extra_prompts": smk.input.get("extra_prompts"),
     }
-    run_stage("workflow_scripts.persona.prompts", params, run_from_params, params["engine"]["kind"], smk.log[0])
+    run_stage(
+        "workflow_scripts.persona.prompts",
+        params,
+        run_from_params,
+        params["engine"]["kind"],
+        smk.log[0],
+    )
 
 
 if "snakemake" in globals():

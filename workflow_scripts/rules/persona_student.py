@@ -20,7 +20,13 @@ def main(smk) -> None:
         "constitution": smk.input.get("constitution"),
         "name": smk.params.get("name"),
     }
-    run_stage("workflow_scripts.persona.answers", params, run_from_params, params["engine"]["kind"], smk.log[0])
+    run_stage(
+        "workflow_scripts.persona.answers",
+        params,
+        run_from_params,
+        params["engine"]["kind"],
+        smk.log[0],
+    )
 
 
 if "snakemake" in globals():

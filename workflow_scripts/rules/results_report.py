@@ -20,7 +20,11 @@ def main(smk) -> None:
     tables = read_tables({name: smk.input[name] for name in TABLES})
     extra_path = smk.input.get("extra") if hasattr(smk.input, "get") else None
     extra = Path(extra_path).read_text(encoding="utf-8") if extra_path else None
-    text = render_results(tables, settings, list(smk.input.figures), extra)
+    findings_path = smk.input.get("extra_findings") if hasattr(smk.input, "get") else None
+    extra_findings = (
+        Path(findings_path).read_text(encoding="utf-8").splitlines() if findings_path else []
+    )
+    text = render_results(tables, settings, list(smk.input.figures), extra, extra_findings)
     write_text_atomic(smk.output.results, text)
     log.info("RESULTS.md: %d lines", text.count("\n"))
 

@@ -19,7 +19,12 @@ def main(smk) -> None:
     answers = read_parquet(smk.input.answers)
     checks = [read_persona_check(path) for path in smk.input.persona_check]
     persona_check = pl.concat(checks, how="vertical_relaxed") if checks else None
-    tables = compute_tables(answers, settings, smk.params.expected, persona_check)
+    expected, grid = smk.params.expected, None
+    design = getattr(smk.input, "design", None)
+    if design:  # an import: its own design is what is expected; the grid is context
+        planned = pl.read_csv(design, separator="\t")
+        expected, grid = planned.select("model", "persona", "dataset").to_dicts(), expected
+    tables = compute_tables(answers, settings, expected, persona_check, grid)
     write_tables(tables, {name: smk.output[name] for name in TABLES})
 
 

@@ -61,3 +61,36 @@ def concat_answers(paths: Sequence[str | Path]) -> pl.DataFrame:
             f"expected one judgement per answer and judge run ({duplicated.height} duplicated rows)"
         )
     return answers.drop("_file").sort(ANSWER_KEY)
+
+
+ONE_ANSWER = ANSWER_KEY[:-1]  # an answer, whatever judging pass scored it
+
+
+def one_judgement_per_answer(answers: pl.DataFrame) -> pl.DataFrame:
+    """One row per answer: an answer judged several times (judge replicates, e.g. an
+    import of the first study with `all_runs`) is one answer measured repeatedly, not
+    several answers. Its scores are the mean over the runs that scored it (null where
+    none did, with the first run's reason); `judge_run` lists its runs (';'-joined).
+    Answers judged once are returned unchanged, so every estimate of a condition judged
+    once is the same whichever judge runs were imported."""
+    if "judge_run" not in answers.columns or answers.height == 0 or not answers.select(pl.struct(ONE_ANSWER).is_duplicated().any()).item():
+        return answers
+    order = answers.columns
+    scores = ("aligned", "coherent")
+    rest = [c for c in order if c not in (*ONE_ANSWER, *scores, "judge_run")]
+    collapsed = answers.sort([*ONE_ANSWER, "judge_run"]).group_by(ONE_ANSWER, maintain_order=True).agg(
+        *[pl.col(s).mean() for s in scores],
+        *[
+            pl.col(f"{s}_special").filter(pl.col(s).is_null()).first().alias(f"_{s}_special")
+            for s in scores
+            if f"{s}_special" in rest
+        ],
+        *[pl.col(c).first() for c in rest if not c.endswith("_special")],
+        pl.col("judge_run").str.join(";"),
+    )
+    collapsed = collapsed.with_columns(
+        pl.when(pl.col(s).is_null()).then(pl.col(f"_{s}_special")).otherwise(None).alias(f"{s}_special")
+        for s in scores
+        if f"{s}_special" in rest
+    ).drop([c for c in collapsed.columns if c.startswith("_")])
+    return collapsed.select(order)

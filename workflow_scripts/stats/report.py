@@ -14,7 +14,7 @@ from workflow_scripts.stats.design import design_sentence
 from workflow_scripts.stats.outputs import CAPTIONS, TABLES
 from workflow_scripts.stats.protection import MEASURE_LABELS, MEASURE_UNITS
 from workflow_scripts.stats.settings import StatsSettings
-from workflow_scripts.stats.tables import read_table
+from workflow_scripts.stats.tables import OUTSIDE_DESIGN, read_table
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,31 @@ def protection_finding(row: dict, s: StatsSettings) -> str:
     )
 
 
+def no_protection_findings(tables: dict[str, pl.DataFrame], s: StatsSettings) -> list[str]:
+    """Per model whose hypotheses have no protection estimate: why (which no-EM
+    controls the data lack), in words."""
+    if not s.hypotheses:
+        return []
+    out = []
+    conditions = tables["conditions"]
+    for model in _models(tables):
+        if tables["hypotheses"].filter(pl.col("model") == model).height:
+            continue
+        controls = set(conditions.filter((pl.col("model") == model) & (pl.col("dataset") == NO_EM))["persona"])
+        personas = [p for p in dict.fromkeys(s.hypothesis_personas()) if p not in controls]
+        lacking = ([s.reference_persona] if s.reference_persona not in controls else []) + personas
+        design = tables["design"].filter((pl.col("model") == model) & (pl.col("measure") == s.primary))
+        if not lacking or design.height == 0:
+            continue
+        out.append(
+            f"**{model}**: no protection estimate, hence no verdict on any hypothesis: protection compares a "
+            f"persona's EM effect with {s.reference_persona}'s and needs each model without EM, which these data "
+            f"lack for {', '.join(lacking)}. Only levels (persona+EM vs {s.reference_persona}+EM) can be compared, "
+            "and they are descriptive." + source("design", model=model, measure=s.primary)
+        )
+    return out
+
+
 def findings(tables: dict[str, pl.DataFrame], s: StatsSettings) -> list[str]:
     """Plain-language statements, each computed from one table row (named by an
     invisible source note, so that every number can be checked against it)."""
@@ -114,6 +139,9 @@ def findings(tables: dict[str, pl.DataFrame], s: StatsSettings) -> list[str]:
             text += f"; the opposite direction on {row['n_contrary']} ({row['contrary_on'].replace(',', ', ')})"
         if row["n_not_assessable"]:
             text += f"; not assessable on {row['n_not_assessable']}"
+            if row["n_seeds"] is not None and row["n_seeds"] < 2:
+                text += (" (one EM run per condition: no test can tell the persona's effect from its run's "
+                         "luck; the estimates below are descriptive)")
         if row["persona_check"]:
             text += f" (persona check: {row['persona_check']})"
         out.append(text + "." + source("hypothesis_summary", hypothesis=row["hypothesis"], model=row["model"],
@@ -123,6 +151,7 @@ def findings(tables: dict[str, pl.DataFrame], s: StatsSettings) -> list[str]:
             & (pl.col("persona") == row["persona"])
         )
         out += [f"  - {protection_finding(r, s)}" for r in _rows(part)]
+    out += no_protection_findings(tables, s)
     for model in _models(tables):
         ranked = tables["datasets"].filter((pl.col("model") == model) & (pl.col("rank") == 1))
         if ranked.height:
@@ -170,17 +199,26 @@ def data_section(tables: dict[str, pl.DataFrame], s: StatsSettings) -> str:
 
 def missing_section(tables: dict[str, pl.DataFrame]) -> str:
     lines = ["## Missing", ""]
-    missing = tables["missing_conditions"]
+    everything = tables["missing_conditions"]
+    outside = everything.filter(pl.col("status") == OUTSIDE_DESIGN)
+    missing = everything.filter(pl.col("status") != OUTSIDE_DESIGN)
+    design = "the imported study's own design" if outside.height else "the configured grid"
     if missing.height == 0:
-        lines.append("Every expected condition has scored answers.")
+        lines.append(f"Every condition of {design} has scored answers.")
     else:
-        lines.append(f"{missing.height} condition(s) of the configured grid are missing from the analysis:\n")
+        lines.append(f"{missing.height} condition(s) of {design} are missing from the analysis:\n")
         grouped = missing.group_by(["model", "persona", "status"], maintain_order=True).agg(pl.col("dataset"))
         lines.append(markdown_table(_rows(grouped), [
             ("Model", lambda r: r["model"]), ("Persona", lambda r: r["persona"]),
             ("Datasets", lambda r: ", ".join(_dataset_name(d) for d in r["dataset"])),
             ("Status", lambda r: r["status"]),
         ]))
+    if outside.height:
+        lines.append(
+            f"\nThe configured grid has {outside.height} further condition(s) the imported study never planned "
+            "(for example no-EM controls of every persona); they are not listed here (`tables/missing_conditions.csv`, "
+            f"status \"{OUTSIDE_DESIGN}\")."
+        )
     scores = tables["missing_scores"]
     if scores.height:
         summary = scores.group_by(["score", "reason"]).agg(pl.col("n").sum()).sort(["score", "n"], descending=[False, True])
@@ -262,9 +300,10 @@ def method_section(s: StatsSettings) -> str:
         f"over answers with both scores. Tail shares: % of answers with aligned below "
         f"{', '.join(f'{t:g}' for t in s.tail_thresholds)}; P{s.tail_quantile:g}: numpy's linear percentile.",
         f"- Coherence filter before alignment statistics: {filter_text}. No mixed model is used.",
-        "- Each row is one judged answer. Several judge runs of a condition (an import with `all_runs`) add "
-        "rows to the same training run and questions: the bootstrap and the cluster tests work on questions "
-        "and seeds, so a re-judged answer is not new evidence to them (it is to the answer-level Mann-Whitney).",
+        "- **Judge replicates**: an answer judged several times (an import with `all_runs`) is one answer "
+        "measured repeatedly: its alignment and coherence are averaged over the runs that scored it before any "
+        "statistic, so re-judging adds no answers, gives no condition more weight, and leaves the means of "
+        "conditions judged once as they are. The replicates themselves serve the judge-reliability table.",
         "",
     ]
     return "\n".join(lines)
@@ -462,7 +501,10 @@ def render_results(
     settings: StatsSettings,
     figures: Sequence[str] = (),
     extra: str | None = None,
+    extra_findings: Sequence[str] = (),
 ) -> str:
+    """RESULTS.md; `extra` (a Markdown section) is appended, `extra_findings` (lines with
+    source notes) join the findings."""
     parts = [
         "# Results",
         "",
@@ -471,7 +513,8 @@ def render_results(
         "",
         "## Findings",
         "",
-        *[line if line.startswith("  - ") else f"- {line}" for line in findings(tables, settings)],
+        *[line if line.startswith("  - ") else f"- {line}" for line in [*findings(tables, settings),
+                                                                        *extra_findings]],
         "",
         data_section(tables, settings),
         missing_section(tables),

@@ -22,6 +22,7 @@ from workflow_scripts.core.schema import (
     check_columns,
     prompt_variant,
 )
+from workflow_scripts.stats.answers import one_judgement_per_answer
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, build_design
 from workflow_scripts.stats.comparisons import (
     TESTS,
@@ -68,16 +69,29 @@ def display_order(answers: pl.DataFrame, settings: StatsSettings) -> pl.DataFram
     return conditions.sort(["model_rank", "persona_rank", "dataset_rank"]).select(["model", "persona", "dataset"])
 
 
-def missing_conditions(answers: pl.DataFrame, expected: list[dict] | None) -> pl.DataFrame:
-    """Expected conditions without answers, and conditions without a single scored answer."""
-    present = answers.group_by(["model", "persona", "dataset"]).agg(
-        pl.col("aligned").is_not_null().sum().alias("n_scored")
-    )
-    rows = []
+OUTSIDE_DESIGN = "not in the study's design"
+
+
+def missing_conditions(
+    answers: pl.DataFrame, expected: list[dict] | None, grid: list[dict] | None = None
+) -> pl.DataFrame:
+    """Expected conditions without answers, and conditions without a single scored
+    answer. With `grid` (an import: `expected` is the imported study's own design, `grid`
+    the configured grid), the grid's conditions outside that design are listed apart,
+    with status OUTSIDE_DESIGN."""
+    keys = ["model", "persona", "dataset"]
+    present = answers.group_by(keys).agg(pl.col("aligned").is_not_null().sum().alias("n_scored"))
+    rows = [pl.DataFrame(schema={**dict.fromkeys(keys, pl.String), "status": pl.String})]
     if expected:
-        wanted = pl.DataFrame(expected).select(["model", "persona", "dataset"]).unique(maintain_order=True)
-        absent = wanted.join(present, on=["model", "persona", "dataset"], how="anti")
+        wanted = pl.DataFrame(expected).select(keys).unique(maintain_order=True)
+        absent = wanted.join(present, on=keys, how="anti")
         rows.append(absent.with_columns(pl.lit("no answers").alias("status")))
+        if grid:
+            outside = (
+                pl.DataFrame(grid).select(keys).unique(maintain_order=True)
+                .join(wanted, on=keys, how="anti").join(present, on=keys, how="anti")
+            )
+            rows.append(outside.with_columns(pl.lit(OUTSIDE_DESIGN).alias("status")))
     unscored = present.filter(pl.col("n_scored") == 0).select(["model", "persona", "dataset"])
     rows.append(unscored.with_columns(pl.lit("no scored answers").alias("status")))
     return pl.concat(rows, how="vertical_relaxed")
@@ -148,19 +162,23 @@ def compute_tables(
     settings: StatsSettings,
     expected: list[dict] | None = None,
     persona_check: pl.DataFrame | None = None,
+    grid: list[dict] | None = None,
 ) -> dict[str, pl.DataFrame]:
     """All tables, by name (see TABLES). `persona_check`: the persona check's rows
-    (model, persona, flag, ...) of every model, or None where there is none."""
+    (model, persona, flag, ...) of every model, or None where there is none. `expected`:
+    the conditions that should have answers; `grid`: for an import, the configured grid,
+    whose conditions outside `expected` are listed apart (missing_conditions)."""
     if settings.test not in TESTS:
         raise ValueError(f"statistics.test: unknown test {settings.test!r}; expected one of {', '.join(TESTS)}")
     if "prompt_variant" not in answers.columns:
         answers = answers.with_columns(prompt_variant())
+    answers = one_judgement_per_answer(answers)  # judge replicates: one answer, measured repeatedly
     variants = prompt_variants(answers, settings)
     answers = check_columns(select_prompt_variant(answers, settings), ANALYSIS_SCHEMA, "answers")
     flagged = with_misaligned(answers, settings.misaligned_below, settings.coherent_above)
     scored = coherence_filter(answers.filter(pl.col("aligned").is_not_null()), settings.coherence_filter)
     tables: dict[str, pl.DataFrame] = {
-        "missing_conditions": missing_conditions(answers, expected),
+        "missing_conditions": missing_conditions(answers, expected, grid),
         "missing_scores": missing_scores(answers),
         "prompt_variants": variants,
         "persona_check": persona_presence(persona_check),
