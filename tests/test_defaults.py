@@ -44,5 +44,5 @@ def test_statistics_settings_take_the_schemas_defaults():
 
 
 def test_an_unknown_section_is_named(tmp_path):
-    with pytest.raises(KeyError, match="no config key 'judge.nope'"):
+    with pytest.raises(KeyError, match=r"no config key 'judge\.nope'"):
         schema_defaults("judge.nope")
