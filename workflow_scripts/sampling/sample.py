@@ -176,7 +176,8 @@ def sample_persona(
     } | {"top_k": 0, "engine": engine.name, "engine_options": getattr(engine, "options", {})}
     total = len(requests) * sampling["n"]
     # the heartbeat logs while one engine batch runs for minutes
-    with Progress("sampled answers", total, log, start=len(writer.rows)) as progress:
+    progress_start = len(writer.rows)
+    with Progress("sampled answers", total, log, start=progress_start) as progress:
         for completions in engine.generate(requests, skip_keys=done):
             rows = []
             for completion in completions:
@@ -209,6 +210,7 @@ def sample_persona(
                 )
             writer.append(rows)
             progress.update(len(rows), tokens=sum(c.n_completion_tokens or 0 for c in completions))
+    log.info("sampled %d answers (%d of %d done)", len(writer.rows) - progress_start, len(writer.rows), total)
 
     if owns_engine and hasattr(engine, "close"):
         engine.close()  # frees the engine (and a vLLM fold's temporary weights)
