@@ -25,12 +25,14 @@ import yaml
 from workflow_scripts.core.config_checks import (
     ConfigError,
     check_config,
+    fit_statistics_defaults_to_grid,
     check_targets,
     schema_error_message,
 )
 
 CONFIG_FILES = [str(f) for f in workflow.configfiles] or ["config"]
 _SCHEMA = REPO / "config" / "schema.yaml"
+fit_statistics_defaults_to_grid(config)
 try:
     validate(config, str(_SCHEMA))
 except WorkflowError:

@@ -46,3 +46,22 @@ def test_statistics_settings_take_the_schemas_defaults():
 def test_an_unknown_section_is_named(tmp_path):
     with pytest.raises(KeyError, match=r"no config key 'judge\.nope'"):
         schema_defaults("judge.nope")
+
+
+def test_default_hypotheses_and_medical_pair_fit_a_smaller_grid():
+    from workflow_scripts.core.config_checks import fit_statistics_defaults_to_grid
+
+    config = {"personas": {"baseline": {}, "goodness": {}}, "datasets": {"risky": {}}}
+    fit_statistics_defaults_to_grid(config)
+    hypotheses = config["statistics"]["hypotheses"]
+    assert {name: entry["personas"] for name, entry in hypotheses.items()} == {"H2": ["goodness"]}
+    assert config["statistics"]["medical_pair"] is None
+
+
+def test_hypotheses_written_in_a_config_are_left_for_the_check():
+    from workflow_scripts.core.config_checks import fit_statistics_defaults_to_grid
+
+    written = {"H9": {"personas": ["humour"], "direction": "higher"}}
+    config = {"personas": {"baseline": {}}, "statistics": {"hypotheses": written}}
+    fit_statistics_defaults_to_grid(config)
+    assert config["statistics"]["hypotheses"] == written

@@ -136,7 +136,7 @@ def test_extra_fields_are_added_to_rows(tmp_path):
 
 def test_generation_logs_done_total_and_rate(tmp_path, caplog):
     caplog.set_level("INFO", logger="workflow_scripts.persona.generation")
-    output = open_output(tmp_path / "x.jsonl")
+    output = open_output(tmp_path / "x.jsonl", FINGERPRINT)
     generate_into(FakeEngine(4), requests(10, 2), output)
     messages = [r.getMessage() for r in caplog.records]
     assert messages[0].startswith("generated (10 requests to do) 0/20 (0%)")

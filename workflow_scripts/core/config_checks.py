@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.judging.kinds import UnknownJudgeKind, judge_kind
@@ -129,6 +130,30 @@ def check_config(config: dict, config_files: Iterable[str], basedir: str | os.Pa
     if reference not in personas:
         fail("statistics.reference_persona", f"'{reference}' is not a persona in `personas`")
     _check_statistics_names(fail, stats, list(personas), datasets)
+
+
+def fit_statistics_defaults_to_grid(config: dict) -> None:
+    """Before the schema's defaults are applied: the default hypotheses and medical pair
+    name the full study's personas and datasets. A config that does not set them gets
+    them for the part of the grid it has (a smaller grid is not an error); set in a
+    config, every name is checked by `check_config`."""
+    stats = config.get("statistics", {})
+    personas = config.get("personas") or {}
+    datasets = config.get("datasets") or {}
+    if not all(isinstance(x, dict) for x in (stats, personas, datasets)):
+        return  # the schema check names what is wrong
+    config["statistics"] = stats
+    defaults = schema_defaults("statistics")
+    if "hypotheses" not in stats:
+        fitted = {}
+        for name, entry in defaults["hypotheses"].items():
+            present = [p for p in entry.get("personas") or [] if p in personas]
+            if present:
+                fitted[name] = {**entry, "personas": present}
+        stats["hypotheses"] = fitted
+    if "medical_pair" not in stats:
+        pair = defaults["medical_pair"]
+        stats["medical_pair"] = pair if all(d in datasets for d in pair) else None
 
 
 def _check_statistics_names(fail: Any, stats: dict, personas: list[str], datasets: dict) -> None:
