@@ -9,7 +9,7 @@ from pathlib import Path
 from workflow_scripts.core.chat import strip_reasoning
 from workflow_scripts.core.io_utils import read_jsonl
 from workflow_scripts.engines.base import GenerationRequest
-from workflow_scripts.engines.vllm_env import run_handed_off
+from workflow_scripts.engines.vllm_env import run_handed_off, run_stage
 from workflow_scripts.persona.constitution import parse_constitution
 from workflow_scripts.persona.generation import (
     close_engine,
@@ -106,6 +106,11 @@ def answer_prompts(
 
 def run_from_params(params: dict) -> list[dict]:
     return answer_prompts(**params)
+
+
+def run_answer_stage(log_file: str, **params) -> None:
+    """The teacher or student stage, here or (vLLM in its own venv) handed off."""
+    run_stage(__name__, params, run_from_params, params["engine"]["kind"], log_file)
 
 
 if __name__ == "__main__" and "snakemake" not in globals():  # a run handed to the vLLM venv

@@ -1,17 +1,5 @@
-"""Rule em_sft: train one EM LoRA on the persona model (docs/methods.md, EM fine-tuning).
-
-The start model is verified before training: for a persona other than the
-baseline it must be a folded persona model whose composition.json lists that
-persona's adapter and records a passed logit check against the base model, and
-its weights must hash to what was checked. (Re-running the logit check would need
-the base model in memory beside it; the weight hash proves the same thing, that
-these are exactly the weights whose logits were shown to differ, at the cost of
-reading them once.) The baseline starts from the base model itself, which must
-carry no adapter.
-
-Checkpoints go to a directory that is not a declared output: a killed job resumes
-from the last one, and all are kept for phase-transition analysis.
-"""
+"""Rule em_sft: one EM LoRA on the persona model, verified start model, resumable
+checkpoints (workflow_scripts/em/sft.py)."""
 
 import json
 import logging

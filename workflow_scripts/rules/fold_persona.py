@@ -1,12 +1,5 @@
-"""Rule fold_persona: merge a persona adapter into the base model (merge_and_unload)
-and prove that it changed the model.
-
-The folded directory holds the merged weights, the tokenizer, `composition.json`
-(base identity and hash, the persona adapter's content hash, fold weight and
-source, the logit check against the base model, the hash of the folded weights)
-and `fold.json` (the adapter's settings and any metadata files it came with).
-EM training starts from here and re-checks the weight hash (workflow_scripts.em.sft).
-"""
+"""Rule fold_persona: the persona adapter merged into the base model, with the logit
+check against the base (workflow_scripts/persona/fold.py)."""
 
 from pathlib import Path
 from typing import Any

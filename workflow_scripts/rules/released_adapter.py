@@ -1,10 +1,5 @@
-"""Rule released_adapter: a released persona adapter (Open Character Training's
-`maius/<model>-personas`, one subfolder per persona) fetched from the Hugging Face
-Hub at a pinned revision into results/, where every later job reads it offline.
-
-The rule carries `internet=1` (a serial/login node on clusters). Where the Hub is
-unreachable (HF_HUB_OFFLINE=1, compute nodes) the Hugging Face cache is used, and
-a missing entry is one clear error naming the repository and what to run."""
+"""Rule released_adapter: fetch a released persona adapter at a pinned revision
+(workflow_scripts/persona/released.py)."""
 
 import logging
 
