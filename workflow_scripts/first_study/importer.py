@@ -32,6 +32,7 @@ import polars as pl
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
+from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.core.schema import ANALYSIS_SCHEMA, NO_EM
 
@@ -90,17 +91,24 @@ ANSWER_FIELDS = ("sample_idx", "response", "alignment", "coherence")
 JUDGEMENT_FIELDS = ("score", "special")
 
 
+_DEFAULTS = schema_defaults("first_study")  # config/schema.yaml: the only defaults
+
+
 @dataclass(frozen=True)
 class ImportSettings:
     """How judge-run files map onto the analysis schema (config block `first_study`)."""
 
-    policy: str = "largest_run"
-    file_pattern: str = "eval_*.json"
-    default_model: str = "qwen2.5-7b"
-    model_by_directory: Mapping[str, str] = field(default_factory=lambda: {"llama": "llama3.1-8b"})
-    default_dataset: str = "insecure"
-    no_em_persona_prefix: str | None = "constitutional_"
-    persona_aliases: Mapping[str, str] = field(default_factory=dict)
+    policy: str = _DEFAULTS["policy"]
+    file_pattern: str = _DEFAULTS["file_pattern"]
+    default_model: str = _DEFAULTS["default_model"]
+    model_by_directory: Mapping[str, str] = field(
+        default_factory=lambda: dict(_DEFAULTS["model_by_directory"])
+    )
+    default_dataset: str = _DEFAULTS["default_dataset"]
+    no_em_persona_prefix: str | None = _DEFAULTS["no_em_persona_prefix"]
+    persona_aliases: Mapping[str, str] = field(
+        default_factory=lambda: dict(_DEFAULTS["persona_aliases"])
+    )
     personas: tuple[str, ...] | None = None  # allowed personas (config `personas`); None: any
     datasets: tuple[str, ...] | None = None  # allowed EM datasets (config `datasets`); None: any
 
