@@ -260,7 +260,7 @@ rule fold_persona:
         model=base_model_dir,
         adapter=persona_adapter_dir,
     output:
-        model=directory(PERSONA_MODEL),
+        model=folded_model_output(directory(PERSONA_MODEL)),
     log:
         "logs/fold_persona/{model}/{persona}.log",
     benchmark:
