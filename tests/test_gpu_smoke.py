@@ -77,8 +77,7 @@ def test_table_reads_wall_time_and_peak_memory(tmp_path):
     header = "s\th:m:s\tmax_rss\n"
     (bench / "a.tsv").write_text(header + "12.5\t0:00:12\t100\n")
     (bench / "b.tsv").write_text(header + "7.5\t0:00:07\t100\n")
-    (tmp_path / "benchmarks" / "eval_questions").mkdir()
-    (tmp_path / "benchmarks" / "eval_questions" / "x.tsv").write_text(header + "1.0\t0:00:01\t10\n")
+    (tmp_path / "benchmarks" / "eval_questions.tsv").write_text(header + "1.0\t0:00:01\t10\n")
     log = tmp_path / "em_sft" / "m" / "p" / "a.log"
     log.parent.mkdir(parents=True)
     log.write_text(

@@ -52,15 +52,17 @@ def peak_of(log: Path) -> tuple[float, str] | None:
 
 
 def rule_rows(logs: Path) -> list[Row]:
+    """One row per rule: logs/benchmarks/<rule>/**.tsv (or logs/benchmarks/<rule>.tsv for
+    a rule without wildcards) and its logs/<rule>/**.log (or logs/<rule>.log)."""
     rows = []
-    for rule_dir in sorted(p for p in (logs / "benchmarks").iterdir() if p.is_dir()):
-        rule = rule_dir.name
-        times = [benchmark_seconds(t) for t in sorted(rule_dir.rglob("*.tsv"))]
-        peaks = (
-            [p for log in sorted((logs / rule).rglob("*.log")) if (p := peak_of(log))]
-            if (logs / rule).is_dir()
-            else []
-        )
+    for entry in sorted((logs / "benchmarks").iterdir()):
+        rule = entry.name.removesuffix(".tsv")
+        tsvs = sorted(entry.rglob("*.tsv")) if entry.is_dir() else [entry]
+        times = [benchmark_seconds(t) for t in tsvs]
+        job_logs = sorted((logs / rule).rglob("*.log")) if (logs / rule).is_dir() else []
+        if (logs / f"{rule}.log").is_file():
+            job_logs.append(logs / f"{rule}.log")
+        peaks = [p for log in job_logs if (p := peak_of(log))]
         rows.append(
             Row(
                 rule=rule,
