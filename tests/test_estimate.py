@@ -100,6 +100,11 @@ def test_steps_and_checkpoint_plans():
         {**em, "analysis_checkpoints": {"every": 50, "dtype": "float32"}}, 375
     ) == (7, 4, True)
     assert estimate.analysis_plan({**em, "analysis_checkpoints": 0}, 375) == (0, 2, True)
+    assert estimate.analysis_plan({**em, "analysis_checkpoints": [10, 100, 400]}, 375) == (
+        2,
+        2,
+        True,
+    )
 
 
 def test_storage_advice():

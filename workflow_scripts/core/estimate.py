@@ -172,8 +172,8 @@ def em_steps(rows: int, epochs: float, global_batch: int, max_steps: int = -1) -
 def analysis_plan(em: dict, steps: int) -> tuple[int, int, bool]:
     """(checkpoints kept per run, bytes per LoRA parameter each, resume checkpoint deleted at the end).
 
-    With `em_training.analysis_checkpoints` (an int stride in steps, or a mapping with
-    `every`/`stride`/`every_steps` and optionally `dtype`): adapter-only checkpoints
+    With `em_training.analysis_checkpoints` (an int stride in steps, a list of steps, or a
+    mapping with `every`/`stride`/`every_steps` and optionally `dtype`): adapter-only checkpoints
     every stride steps plus one full checkpoint for resume, deleted when the run
     completes. Without it (fallback): every `save_steps` checkpoint is a Trainer
     checkpoint with optimizer state, and all of them are kept.
@@ -182,6 +182,8 @@ def analysis_plan(em: dict, steps: int) -> tuple[int, int, bool]:
     if plan is None or plan is False:
         return steps // int(em["save_steps"]), FULL_CHECKPOINT_BYTES, False
     dtype = "bfloat16"
+    if isinstance(plan, list):  # explicit steps
+        return sum(1 for step in plan if int(step) <= steps), ANALYSIS_BYTES[dtype], True
     if isinstance(plan, dict):
         stride = next(
             (plan[k] for k in ("every", "stride", "every_steps", "steps") if k in plan),
