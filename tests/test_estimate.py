@@ -149,3 +149,18 @@ def test_job_counts_match_snakemake(configfile):
     counted = estimate.job_counts(load_config([REPO / configfile]))
     assert counted == {rule: n for rule, n in dry.items() if rule in counted}
     assert set(counted) <= set(dry)
+
+
+def test_folds_on_a_scratch_area_leave_the_quota():
+    config = load_config([REPO / "config" / "config.yaml"])
+    config["em_training"]["analysis_checkpoints"] = 100
+    stages = estimate.estimate_stages(config, TABLE, "a100_64gb", Path("/nonexistent"), 16)
+    on_results = sum(s.storage_gb for s in stages if s.on_results)
+    config["storage"]["folded_models_dir"] = "$SCRATCH/persona-em"
+    stages = estimate.estimate_stages(config, TABLE, "a100_64gb", Path("/nonexistent"), 16)
+    (fold,) = [s for s in stages if s.stage == "fold_persona"]
+    assert not fold.on_results and "$SCRATCH/persona-em" in fold.note
+    assert sum(s.storage_gb for s in stages if s.on_results) == pytest.approx(
+        on_results - fold.storage_gb
+    )
+    assert estimate.storage_advice(on_results - fold.storage_gb, 1000).startswith("fits")

@@ -87,8 +87,9 @@ class Stage:
     stage: str
     jobs: int
     gpu_hours: float | None  # None: not measured
-    storage_gb: float  # peak, on the results file system
+    storage_gb: float  # peak
     note: str = ""
+    on_results: bool = True  # False: on another file system (not counted against the quota)
 
 
 def model_shape(name: str, entry: dict, table: dict, results: Path) -> ModelShape:
@@ -279,19 +280,24 @@ def estimate_stages(
         / 3600
         * (folds / len(models) if models else 0)
     )
-    temporary = config.get("storage", {}).get("temporary_folded_models", False)
+    storage = config.get("storage", {})
+    temporary = storage.get("temporary_folded_models", False)
+    elsewhere = storage.get("folded_models_dir")
+    fold_note = "params x 2 bytes each; " + (
+        "temporary: deleted once EM and sampling are done (peak if all coexist)"
+        if temporary
+        else "kept"
+    )
+    if elsewhere:
+        fold_note += f"; under {elsewhere}, not counted against the quota"
     stages.append(
         Stage(
             "fold_persona",
             folds,
             fold_hours,
             sum(per_fold.values()) * folds / max(len(models), 1),
-            "params x 2 bytes each; "
-            + (
-                "temporary: deleted once EM and sampling are done (peak if all coexist)"
-                if temporary
-                else "kept"
-            ),
+            fold_note,
+            on_results=not elsewhere,
         )
     )
     if counts.get("persona_check"):
@@ -428,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{s.stage:<18}{s.jobs:>6}{hours:>10}{s.storage_gb:>12.1f}  {s.note}")
     measured = sum(s.gpu_hours or 0 for s in stages)
     unmeasured = [s.stage for s in stages if s.gpu_hours is None]
-    total_gb = sum(s.storage_gb for s in stages)
+    total_gb = sum(s.storage_gb for s in stages if s.on_results)
     print(
         f"GPU-hours ({args.gpu}): {measured:.0f}"
         + (f" plus the unmeasured {', '.join(unmeasured)}" if unmeasured else "")
