@@ -6,7 +6,7 @@
 
 PERSONA_DIR = "results/{model}/persona/{persona}"
 # Folded models: under results/, or under storage.folded_models_dir (a scratch area).
-PERSONA_MODEL = folded_models_root() + "/{model}/persona/{persona}/model"
+PERSONA_MODEL = os.path.join(folded_models_root(), "{model}/persona/{persona}/model")
 TRAINED_ADAPTER = "results/{model}/persona/{persona}/adapter"
 RELEASED_ADAPTER = "results/{model}/persona/{persona}/released_adapter"
 PERSONA_CHECK = "results/{model}/persona_check.tsv"
