@@ -27,6 +27,8 @@ for d in ["torch", "transformers", "peft", "trl", "accelerate", "datasets", "pol
     print(f"  {d} {m.version(d)}")
 assert torch.cuda.is_available(), "no CUDA device"
 EOF
+# Version conflicts of what was carried against what the machine has (shown, not fatal).
+$PY -m pip check 2>&1 | grep -iE "snakemake|trl|datasets|transformers|polars|openai|pydantic" || true
 
 step "build the random-weight model"
 [ -d "$SMOKE/model" ] || $PY benchmarks/gpu_smoke/prepare_model.py build --spec "$SMOKE/model_spec" --out "$SMOKE/model" || exit 1
