@@ -110,6 +110,31 @@ def persona_model_dir(wildcards):
     return PERSONA_MODEL.format(model=wildcards.model, persona=wildcards.persona)
 
 
+def folded_models_root():
+    """Where folded persona models go: config storage.folded_models_dir (environment
+    variables expanded, e.g. $SCRATCH on a cluster), else results/."""
+    root = config["storage"]["folded_models_dir"]
+    if not root:
+        return "results"
+    expanded = os.path.expandvars(root)
+    if "$" in expanded:
+        raise ConfigError(
+            f"{', '.join(CONFIG_FILES)}: storage.folded_models_dir: '{root}' names an "
+            "environment variable that is not set"
+        )
+    return expanded.rstrip("/")
+
+
+def folded_model_output(path):
+    """A folded persona model, temporary when config storage.temporary_folded_models
+    says so: Snakemake deletes it once every job that reads it (persona check, EM
+    training, sampling) is done, and folds it again if a later job needs it; the
+    base model and the persona adapter it is rebuilt from are kept."""
+    if config["storage"]["temporary_folded_models"]:
+        return temp(path)
+    return path
+
+
 def persona_adapter_dir(wildcards):
     source = persona_source(wildcards.persona)
     if source == "released":

@@ -5,7 +5,8 @@
 # Generation stages use the run's sampling engine and resume after a kill.
 
 PERSONA_DIR = "results/{model}/persona/{persona}"
-PERSONA_MODEL = "results/{model}/persona/{persona}/model"
+# Folded models: under results/, or under storage.folded_models_dir (a scratch area).
+PERSONA_MODEL = os.path.join(folded_models_root(), "{model}/persona/{persona}/model")
 TRAINED_ADAPTER = "results/{model}/persona/{persona}/adapter"
 RELEASED_ADAPTER = "results/{model}/persona/{persona}/released_adapter"
 PERSONA_CHECK = "results/{model}/persona_check.tsv"
@@ -260,7 +261,7 @@ rule fold_persona:
         model=base_model_dir,
         adapter=persona_adapter_dir,
     output:
-        model=directory(PERSONA_MODEL),
+        model=folded_model_output(directory(PERSONA_MODEL)),
     log:
         "logs/fold_persona/{model}/{persona}.log",
     benchmark:

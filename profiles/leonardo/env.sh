@@ -7,7 +7,8 @@
 # the same file systems. It also links the profile where `snakemake --profile leonardo`
 # finds it (profiles/link.sh). Export any variable below first to override it.
 #
-#   PERSONA_EM_MODULES    modules to load (check the names with `module av python cuda`)
+#   PERSONA_EM_MODULES    modules to load (`module av python`); no cuda module: the torch
+#                         and vLLM wheels bring their own CUDA libraries
 #   PERSONA_EM_VENV       the virtual environment (`make setup` creates .venv)
 #   PERSONA_EM_CONDA_ENV  a conda environment to activate instead of the venv
 #   PERSONA_EM_CACHE      where Hugging Face, torch, Triton and vLLM keep caches
@@ -27,10 +28,10 @@ if [ -z "${PERSONA_EM_ACCOUNT:-}" ]; then
     echo "profiles/leonardo/env.sh: PERSONA_EM_ACCOUNT is not set; jobs need it (saldo -b lists your accounts)" >&2
 fi
 
-: "${PERSONA_EM_MODULES:=python/3.11.7 cuda/12.2}"
+: "${PERSONA_EM_MODULES:=python/3.11.7}"
 if command -v module >/dev/null 2>&1; then
     for _m in $PERSONA_EM_MODULES; do
-        module load "$_m" || _persona_em_fail "module load $_m failed; set PERSONA_EM_MODULES (module av python cuda)" || return 1
+        module load "$_m" || _persona_em_fail "module load $_m failed; set PERSONA_EM_MODULES (module av python)" || return 1
     done
     unset _m
 fi

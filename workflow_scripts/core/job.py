@@ -9,6 +9,7 @@ its one-line message in the log and on stderr, not a traceback.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import random
@@ -75,6 +76,21 @@ def seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
+def log_peak_gpu_memory() -> None:
+    """At the end of a job that used CUDA: its peak GPU memory in the log (the per-rule
+    table of a GPU run reads it). Nothing for a job that never initialised CUDA."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    gib = 2**30
+    logging.getLogger("persona_em").info(
+        "peak GPU memory: %.3f GiB allocated, %.3f GiB reserved (%s)",
+        torch.cuda.max_memory_allocated() / gib,
+        torch.cuda.max_memory_reserved() / gib,
+        torch.cuda.get_device_name(),
+    )
+
+
 def start_job(smk: Any, seed: int | None = None) -> None:
     """Common start of a rule's script: log file, thread count and, where the job's
     randomness is not already seeded by its own settings, a seed."""
@@ -84,3 +100,5 @@ def start_job(smk: Any, seed: int | None = None) -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if seed is not None:
         seed_everything(int(seed))
+    # Registered after logging's own exit handler, so it runs first (atexit is LIFO).
+    atexit.register(log_peak_gpu_memory)
