@@ -31,7 +31,7 @@ WHEELS=(
     humanfriendly==10.0 immutables==0.21 jsonschema==4.26.0 jsonschema-specifications==2025.9.1
     jupyter-core==5.9.1 nbformat==5.11.1 platformdirs==4.14.9 referencing==0.37.0
     rpds-py==2026.9.1 smart-open==7.7.1 smmap==5.0.3 tenacity==9.2.1 throttler==1.2.3
-    traitlets==5.16.1 yte==1.9.4
+    traitlets==5.16.1 yte==1.9.4 sqlalchemy==2.0.58 sqlmodel==0.0.37 greenlet==3.5.6
     trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
     transformers==5.24.0
     polars==${POLARS_VERSION:-1.20.0}

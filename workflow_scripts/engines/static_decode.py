@@ -206,7 +206,10 @@ class StaticDecoder:
         """Capture (once per adapter) the decode step on this state's cache."""
         if adapter_key not in state.graphs:
             # warm-up on a side stream (allocates the cache, initialises cuBLAS), then
-            # capture; the warm-up's writes are wiped by the reset before prefill
+            # capture; the warm-up's writes are wiped by the reset before prefill. The
+            # cache tracks its own write position: a state already decoded with another
+            # adapter sits at its end, so start the warm-up from an empty cache.
+            state.cache.reset()
             state.tokens.zero_()
             state.cache_index.zero_()
             stream = torch.cuda.Stream()
