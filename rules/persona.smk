@@ -42,7 +42,8 @@ rule persona_prompts:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=generator_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
     params:
@@ -72,7 +73,8 @@ rule persona_teacher:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=teacher_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -98,7 +100,8 @@ rule persona_student:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -150,7 +153,8 @@ rule persona_dpo:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -176,7 +180,8 @@ rule persona_introspection:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(6),
     params:
@@ -202,7 +207,8 @@ rule persona_sft:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -269,7 +275,8 @@ rule fold_persona:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(1),
     params:
@@ -293,7 +300,8 @@ rule persona_check:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
     params:
