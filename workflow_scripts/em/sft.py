@@ -36,6 +36,12 @@ from workflow_scripts.core.io_utils import (
     write_json_atomic,
 )
 from workflow_scripts.core.progress import Progress
+from workflow_scripts.core.sharding import (
+    gathered_adapter_state,
+    is_main_process,
+    main_process_first,
+    world_size,
+)
 from workflow_scripts.em.batching import data_collator, prepare_model
 from workflow_scripts.em.dataset import prompt_completion_rows, read_chat_rows
 from workflow_scripts.em.training import (
@@ -284,9 +290,10 @@ def train_em_adapter(
         "kl_reference_sha256": sha256_file(kl_reference) if kl_rows else None,
         "start_model": start.summary(),
     }
-    resume = checkpoint_to_resume(
-        Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
-    )
+    with main_process_first():  # sharded: rank 0 sets the checkpoints directory up
+        resume = checkpoint_to_resume(
+            Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
+        )
     if resume:
         log.info("resuming from %s", resume)
     trainer, result, settings = train_with_oom_fallback(
@@ -299,8 +306,11 @@ def train_em_adapter(
         "trained %d steps, final train loss %.4f", trainer.state.global_step, result.training_loss
     )
 
+    adapter_state = gathered_adapter_state(trainer.model)  # sharded: every rank gathers
+    if not is_main_process():
+        return {}
     with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp)
+        trainer.model.save_pretrained(tmp, state_dict=adapter_state)
         adapter_sha = weights_hash(tmp)
         em_ref = AdapterRef(
             role="em",
@@ -351,6 +361,7 @@ def train_em_adapter(
             "settings": settings.to_dict(),
             "versions": _versions(),
             "device": _device_name(),
+            "processes": world_size(),
             "adapter_sha256": adapter_sha,
         }
         write_json_atomic(tmp / TRAINING_RECORD, record)
