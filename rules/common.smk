@@ -24,6 +24,7 @@ import yaml
 
 from workflow_scripts.core.config_checks import (
     ConfigError,
+    apply_scale_study,
     check_config,
     fit_statistics_defaults_to_grid,
     check_targets,
@@ -32,6 +33,7 @@ from workflow_scripts.core.config_checks import (
 
 CONFIG_FILES = [str(f) for f in workflow.configfiles] or ["config"]
 _SCHEMA = REPO / "config" / "schema.yaml"
+apply_scale_study(config)  # `--config include_scale=true`: the scale block is the study
 fit_statistics_defaults_to_grid(config)
 try:
     validate(config, str(_SCHEMA))

@@ -6,7 +6,9 @@ The recipe does not change with the number of GPUs: the global batch (per-device
 accumulation x processes) is the configured one, so accumulation is divided by the
 number of processes. FSDP2 (`fully_shard`) shards every decoder layer; checkpoints are
 sharded (each rank writes its part, a resumed run reads them back with the same number
-of processes). The final adapter holds only the LoRA tensors: each is gathered from its
+of processes). Only rank 0 reads the model's weights; the others receive their
+shards from it (a 32B model is in host memory once, not once per GPU). The final
+adapter holds only the LoRA tensors: each is gathered from its
 shards (`DTensor.full_tensor`) on every rank, and rank 0 writes them.
 """
 
@@ -45,9 +47,25 @@ def fsdp_arguments(processes: int) -> dict[str, Any]:
             "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
             "reshard_after_forward": True,
             "state_dict_type": "SHARDED_STATE_DICT",
-            "cpu_ram_efficient_loading": False,
+            # rank 0 alone reads the weights (load_on_rank_zero)
+            "cpu_ram_efficient_loading": True,
         },
     }
+
+
+def load_on_rank_zero() -> None:
+    """Before `from_pretrained` in a sharded run: only rank 0 reads the weights, the
+    others build the model on the meta device (transformers does so when these are set
+    and the process group is up)."""
+    if world_size() <= 1:
+        return
+    import os
+
+    from accelerate import PartialState
+
+    PartialState()  # the process group, before the model is read
+    os.environ["ACCELERATE_USE_FSDP"] = "true"
+    os.environ["FSDP_CPU_RAM_EFFICIENT_LOADING"] = "true"
 
 
 def is_main_process() -> bool:

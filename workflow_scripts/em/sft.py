@@ -39,6 +39,7 @@ from workflow_scripts.core.progress import Progress
 from workflow_scripts.core.sharding import (
     gathered_adapter_state,
     is_main_process,
+    load_on_rank_zero,
     main_process_first,
     world_size,
 )
@@ -158,6 +159,7 @@ def _load_for_training(model_dir: Path, settings: EmTrainSettings) -> tuple[Any,
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
     check_safetensors(model_dir)
+    load_on_rank_zero()  # sharded: the other ranks get their shards from rank 0
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype, attn_implementation=settings.attn_implementation
     )
