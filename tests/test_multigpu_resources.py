@@ -90,3 +90,63 @@ def test_profiles_leave_the_gpu_count_to_the_rule_and_keep_one_node(profile):
         assert "cpus_per_task" not in placed[rule], rule  # else --cpus-per-gpu is ignored
         assert placed[rule]["nodes"] == 1
         assert placed[rule]["cpus_per_gpu"] == 8
+
+
+FULL_CONFIG = REPO / "config" / "config.yaml"
+
+
+def jobs_by_model(configfile: Path, *extra: str) -> dict[tuple[str, str], set[str]]:
+    """(rule, model wildcard) -> the `gpu` values of its jobs in a dry-run."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [str(SNAKEMAKE), "-n", "--snakefile", str(REPO / "Snakefile"), "--configfile",
+         str(configfile), *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    jobs: dict[tuple[str, str], set[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        model = re.search(r"wildcards: .*?\bmodel=([\w.-]+)", block)
+        gpu = re.search(r"resources: .*?\bgpu=(\d+)", block)
+        if rule and model:
+            jobs.setdefault((rule.group(1), model.group(1)), set()).add(gpu.group(1) if gpu else "0")
+    return jobs
+
+
+def test_scale_block_is_shown_only_when_included_and_asks_for_its_gpus():
+    scale = yaml.safe_load(FULL_CONFIG.read_text())["scale"]["models"]
+    included = jobs_by_model(FULL_CONFIG, "--config", "include_scale=true")
+    for model, entry in scale.items():
+        for rule in ("em_sft", "sample_persona", "persona_dpo"):
+            assert included[(rule, model)] == {str(entry["gpus"])}, (rule, model)
+    assert {model for _, model in included} == set(scale)
+    default = jobs_by_model(FULL_CONFIG)
+    assert default and not {model for _, model in default} & set(scale)
+
+
+def test_scale_block_replaces_models_and_personas_and_updates_other_sections():
+    from workflow_scripts.core.config_checks import ConfigError, apply_scale_study
+
+    def config(flag):
+        return {
+            "include_scale": flag,
+            "models": {"small": {}}, "personas": {"released_one": {}},
+            "statistics": {"alpha": 0.05, "hypotheses": {"H2": ["loving"]}},
+            "scale": {"models": {"big": {"gpus": 4}}, "personas": {"goodness": {}},
+                      "statistics": {"hypotheses": {"H2": ["goodness"]}}},
+        }  # fmt: skip
+
+    untouched = config(False)
+    apply_scale_study(untouched)
+    assert untouched == config(False)
+    scaled = config("true")
+    apply_scale_study(scaled)
+    assert scaled["include_scale"] is True
+    assert scaled["models"] == {"big": {"gpus": 4}} and scaled["personas"] == {"goodness": {}}
+    assert scaled["statistics"] == {"alpha": 0.05, "hypotheses": {"H2": ["goodness"]}}
+    with pytest.raises(ConfigError, match="include_scale: expected true or false, found 'yes please'"):
+        apply_scale_study(config("yes please"))
+    empty = {**config(True), "scale": {"models": {"big": {}}}}
+    with pytest.raises(ConfigError, match="`scale` must give models and personas"):
+        apply_scale_study(empty)
