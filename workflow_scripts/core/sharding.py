@@ -98,3 +98,20 @@ def gathered_adapter_state(model: Any) -> dict[str, Any] | None:
     # PeftModel.save_pretrained(state_dict=...) keeps the adapter's keys of this dict
     state = {name: _full(p) for name, p in model.named_parameters() if "lora_" in name}
     return state if is_main_process() else None
+
+
+@contextlib.contextmanager
+def rank_zero_output(final: Any) -> Iterator[Any]:
+    """atomic_dir(final) on rank 0; a scratch directory, discarded, on the other ranks
+    (they run the same code, rank 0 alone writes the output)."""
+    import tempfile
+    from pathlib import Path
+
+    from workflow_scripts.core.io_utils import atomic_dir
+
+    if is_main_process():
+        with atomic_dir(final) as tmp:
+            yield tmp
+        return
+    with tempfile.TemporaryDirectory(prefix=f"rank{rank()}-") as scratch:
+        yield Path(scratch)
