@@ -85,3 +85,24 @@ def test_split_without_the_gpus_says_how_many_are_visible(tiny_model_dir):
     with pytest.raises(RuntimeError, match=r"split over 2 GPUs, but [01] are visible"):
         load_model(tiny_model_dir, gpus=2)
 
+
+
+def test_persona_generation_engines_get_the_jobs_gpus(engines):
+    from types import SimpleNamespace
+
+    from workflow_scripts.core.launch import engine_on_job_gpus
+    from workflow_scripts.persona.generation import load_persona_engine
+
+    def job(gpus):
+        return SimpleNamespace(params=SimpleNamespace(engine={"kind": "vllm"}), resources=SimpleNamespace(gpu=gpus))
+
+    assert engine_on_job_gpus(job(1)) == {"kind": "vllm"}  # one GPU: the settings unchanged
+    engine = engine_on_job_gpus(job(4))
+    assert engine == {"kind": "vllm", "gpus": 4}
+    settings = {"chunk_size": 8, "vllm_chunk_size": 64}
+    load_persona_engine(engine, "m", settings)
+    load_persona_engine({"kind": "transformers", "gpus": 2}, "m", settings)
+    assert engines == [
+        ("m", {"max_batch_sequences": 64, "tensor_parallel_size": 4}),
+        ("m", {"max_batch_sequences": 8, "gpus": 2}),
+    ]

@@ -79,6 +79,15 @@ def job_gpus(smk: Any) -> int:
     return max(1, int(getattr(smk.resources, "gpu", 1) or 1))
 
 
+def engine_on_job_gpus(smk: Any) -> dict[str, Any]:
+    """A rule's generation-engine settings (`params.engine`) with the job's GPUs where it
+    has several (vLLM's tensor parallelism, the transformers engine's split); one GPU
+    adds nothing, so the settings of one-GPU runs are unchanged."""
+    engine = dict(smk.params.engine)
+    gpus = job_gpus(smk)
+    return engine | {"gpus": gpus} if gpus > 1 else engine
+
+
 def _on_cpu(nproc: int) -> bool:
     """No CUDA: the processes run on CPU (gloo). Fewer GPUs than asked: an error, not a
     silently smaller run."""
