@@ -397,7 +397,9 @@ def train_with_oom_fallback(
         try:
             return trainer, trainer.train(resume_from_checkpoint=resume), settings
         except torch.OutOfMemoryError:
-            if settings.per_device_batch < 2:
+            # sharded: the other ranks would wait in a collective; the job fails and
+            # Snakemake retries it
+            if settings.per_device_batch < 2 or world_size() > 1:
                 raise
             smaller = settings.with_smaller_batch()
             log.warning(
