@@ -291,6 +291,8 @@ def train_em_adapter(
         "dataset_sha256": sha256_file(dataset),
         "kl_reference_sha256": sha256_file(kl_reference) if kl_rows else None,
         "start_model": start.summary(),
+        # sharded checkpoints resume only with as many processes as wrote them
+        **({"processes": world_size()} if world_size() > 1 else {}),
     }
     with main_process_first():  # sharded: rank 0 sets the checkpoints directory up
         resume = checkpoint_to_resume(
