@@ -24,6 +24,7 @@ import yaml
 
 from workflow_scripts.core.config_checks import (
     ConfigError,
+    apply_scale_study,
     check_config,
     fit_statistics_defaults_to_grid,
     check_targets,
@@ -32,6 +33,7 @@ from workflow_scripts.core.config_checks import (
 
 CONFIG_FILES = [str(f) for f in workflow.configfiles] or ["config"]
 _SCHEMA = REPO / "config" / "schema.yaml"
+apply_scale_study(config)  # `--config include_scale=true`: the scale block is the study
 fit_statistics_defaults_to_grid(config)
 try:
     validate(config, str(_SCHEMA))
@@ -693,3 +695,27 @@ def report_page_targets():
         FINDINGS_HTML,
         *(TABLE_PAGE.format(name=n) for n in report_table_sources()),
     ]
+
+
+# ---- GPUs per job (a model's `gpus`: all on one node)
+def gpus_of(name):
+    return int(config["models"][name].get("gpus", 1))
+
+
+def model_gpus(wildcards):
+    """GPUs of a job that loads the grid model `{model}` (its persona model, EM
+    adapters): the model's `gpus`, on one node (rules also ask for `nodes=1`)."""
+    return gpus_of(wildcards.model)
+
+
+def teacher_gpus(wildcards):
+    return gpus_of(helper_model("teacher_model") or wildcards.model)
+
+
+def generator_gpus(wildcards):
+    name = (
+        helper_model("generator_model")
+        or helper_model("teacher_model")
+        or wildcards.model
+    )
+    return gpus_of(name)

@@ -46,7 +46,8 @@ rule em_sft:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(3),
     params:

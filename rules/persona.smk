@@ -43,7 +43,8 @@ rule persona_prompts:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=generator_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
     params:
@@ -73,7 +74,8 @@ rule persona_teacher:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=teacher_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -99,7 +101,8 @@ rule persona_student:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -151,7 +154,8 @@ rule persona_dpo:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -177,7 +181,8 @@ rule persona_introspection:
         SAMPLING_ENV
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(6),
     params:
@@ -203,7 +208,8 @@ rule persona_sft:
         "../envs/train.yaml"
     threads: 8
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:
@@ -270,7 +276,8 @@ rule fold_persona:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(1),
     params:
@@ -294,7 +301,8 @@ rule persona_check:
         "../envs/train.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(2),
     params:

@@ -42,7 +42,8 @@ rule sample_persona:
         SAMPLING_ENV
     threads: 8
     resources:
-        gpu=1,
+        gpu=model_gpus,
+        nodes=1,
         mem_mb=gpu_mem(64_000),
         runtime=hours(4),
     params:

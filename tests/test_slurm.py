@@ -48,6 +48,7 @@ FULL_CONFIG = REPO / "config" / "config.yaml"
 SERIAL_MAX_MEM_MB = 30_800
 SERIAL_MAX_MINUTES = 4 * 60
 NODE_MEM_MB = 494_000
+PER_MODEL = "per model"
 PLACEMENT_KEYS = {"executor", "default-resources", "set-resources", "configfile"}
 
 
@@ -73,7 +74,8 @@ def rule_names(profile: dict) -> dict[str, set[str]]:
     """Rules placed by the profile, by partition (and `gpu` for the GPU rules)."""
     placed: dict[str, set[str]] = {}
     for rule, resources in profile["set-resources"].items():
-        key = resources["slurm_partition"] + ("+gpu" if resources.get("gpu") else "")
+        gpu = resources.get("gpu") or resources.get("cpus_per_gpu")
+        key = resources["slurm_partition"] + ("+gpu" if gpu else "")
         placed.setdefault(key, set()).add(rule)
     return placed
 
@@ -97,7 +99,8 @@ def minutes(runtime) -> int:
 
 @functools.cache
 def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
-    """Each rule of the real workflow with its constant `gpu` and `internet` resources."""
+    """Each rule of the real workflow with its `gpu` and `internet` resources (constant,
+    or PER_MODEL where the value is the model's `gpus`)."""
     from snakemake.api import ConfigSettings, ResourceSettings, SnakemakeApi
     from snakemake.settings.types import OutputSettings
 
@@ -114,7 +117,7 @@ def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
             for name in ("gpu", "internet"):
                 resource = rule.resources.get(name)
                 evaluable = resource is not None and resource.is_evaluable()
-                values[name] = 0 if resource is None or evaluable else resource.value
+                values[name] = 0 if resource is None else PER_MODEL if evaluable else resource.value
             declared[rule.name] = values
     return declared
 
@@ -147,8 +150,11 @@ def test_leonardo_sends_rules_that_declare_a_gpu_to_the_gpu_partition(leonardo, 
     assert rule_names(leonardo)["boost_usr_prod+gpu"] == declares_gpu
     for rule in declares_gpu:
         resources = leonardo["set-resources"][rule]
-        assert resources["gpu"] == 1
-        assert resources["cpus_per_task"] == 8
+        # The rule says how many GPUs (its model's `gpus`); the profile keeps them on one
+        # node with 8 cores each.
+        assert "gpu" not in resources
+        assert resources["nodes"] == 1
+        assert resources["cpus_per_gpu"] == 8
 
 
 def test_leonardo_sends_rules_that_declare_internet_to_the_serial_partition(

@@ -284,3 +284,28 @@ def check_targets(
         problem = unknown_target_name(arg, config["models"], config["personas"], datasets)
         if problem:
             raise ConfigError(f"{_where(config_files)}: target {arg}: {problem}")
+
+
+SCALE_REPLACED = ("models", "personas")
+
+
+def apply_scale_study(config: dict) -> None:
+    """`include_scale: true`: the config's `scale` block becomes the study. Its models
+    and personas replace the study's (larger models have no released persona adapters,
+    so a scale study has its own personas); any other key of the block updates the
+    study's section of that name one level deep (e.g. statistics.hypotheses)."""
+    flag = config.get("include_scale", False)
+    if isinstance(flag, str):  # `--config include_scale=true` arrives as text
+        if flag.lower() not in ("true", "false"):
+            raise ConfigError(f"include_scale: expected true or false, found {flag!r}")
+        config["include_scale"] = flag = flag.lower() == "true"
+    if not flag:
+        return
+    block = config.get("scale") or {}
+    if not isinstance(block, dict) or not all(block.get(key) for key in SCALE_REPLACED):
+        raise ConfigError("scale: include_scale is true, so `scale` must give models and personas")
+    for key, value in block.items():
+        if key in SCALE_REPLACED or not isinstance(value, dict):
+            config[key] = value
+        else:
+            config[key] = {**(config.get(key) or {}), **value}

@@ -36,6 +36,13 @@ from workflow_scripts.core.io_utils import (
     write_json_atomic,
 )
 from workflow_scripts.core.progress import Progress
+from workflow_scripts.core.sharding import (
+    gathered_adapter_state,
+    is_main_process,
+    load_on_rank_zero,
+    main_process_first,
+    world_size,
+)
 from workflow_scripts.em.batching import data_collator, prepare_model
 from workflow_scripts.em.dataset import prompt_completion_rows, read_chat_rows
 from workflow_scripts.em.training import (
@@ -152,6 +159,7 @@ def _load_for_training(model_dir: Path, settings: EmTrainSettings) -> tuple[Any,
     cuda = torch.cuda.is_available()
     dtype = torch.bfloat16 if cuda else torch.float32
     check_safetensors(model_dir)
+    load_on_rank_zero()  # sharded: the other ranks get their shards from rank 0
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=dtype, attn_implementation=settings.attn_implementation
     )
@@ -283,10 +291,13 @@ def train_em_adapter(
         "dataset_sha256": sha256_file(dataset),
         "kl_reference_sha256": sha256_file(kl_reference) if kl_rows else None,
         "start_model": start.summary(),
+        # sharded checkpoints resume only with as many processes as wrote them
+        **({"processes": world_size()} if world_size() > 1 else {}),
     }
-    resume = checkpoint_to_resume(
-        Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
-    )
+    with main_process_first():  # sharded: rank 0 sets the checkpoints directory up
+        resume = checkpoint_to_resume(
+            Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
+        )
     if resume:
         log.info("resuming from %s", resume)
     trainer, result, settings = train_with_oom_fallback(
@@ -299,8 +310,11 @@ def train_em_adapter(
         "trained %d steps, final train loss %.4f", trainer.state.global_step, result.training_loss
     )
 
+    adapter_state = gathered_adapter_state(trainer.model)  # sharded: every rank gathers
+    if not is_main_process():
+        return {}
     with atomic_dir(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp)
+        trainer.model.save_pretrained(tmp, state_dict=adapter_state)
         adapter_sha = weights_hash(tmp)
         em_ref = AdapterRef(
             role="em",
@@ -351,6 +365,7 @@ def train_em_adapter(
             "settings": settings.to_dict(),
             "versions": _versions(),
             "device": _device_name(),
+            "processes": world_size(),
             "adapter_sha256": adapter_sha,
         }
         write_json_atomic(tmp / TRAINING_RECORD, record)
@@ -384,7 +399,9 @@ def train_with_oom_fallback(
         try:
             return trainer, trainer.train(resume_from_checkpoint=resume), settings
         except torch.OutOfMemoryError:
-            if settings.per_device_batch < 2:
+            # sharded: the other ranks would wait in a collective; the job fails and
+            # Snakemake retries it
+            if settings.per_device_batch < 2 or world_size() > 1:
                 raise
             smaller = settings.with_smaller_batch()
             log.warning(

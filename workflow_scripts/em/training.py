@@ -124,10 +124,16 @@ def lora_config(settings: EmTrainSettings) -> Any:
 def sft_config(settings: EmTrainSettings, output_dir: str, use_bf16: bool) -> Any:
     from trl import SFTConfig
 
+    from workflow_scripts.core.sharding import accumulation_for, fsdp_arguments, world_size
+
+    processes = world_size()  # >1: sharded over this node's GPUs (core/sharding.py)
     return SFTConfig(
         output_dir=output_dir,
         per_device_train_batch_size=settings.per_device_batch,
-        gradient_accumulation_steps=settings.grad_accum,
+        gradient_accumulation_steps=accumulation_for(
+            settings.per_device_batch, settings.grad_accum, processes
+        ),
+        **fsdp_arguments(processes),
         learning_rate=settings.learning_rate,
         lr_scheduler_type=settings.lr_scheduler,
         warmup_steps=settings.warmup_steps,

@@ -65,11 +65,17 @@ class TransformersEngine:
         device: str | None = None,
         max_batch_sequences: int = 32,
         decode: str = "auto",
+        gpus: int = 1,
     ):
         import transformers
 
         self.version = transformers.__version__
-        self.model = load_model(model_dir, dtype=dtype, device=device)
+        # gpus > 1: the layers split across the job's GPUs (the fallback to vLLM's
+        # tensor parallelism; one GPU computes at a time)
+        self.model = load_model(model_dir, dtype=dtype, device=device, gpus=gpus)
+        self.gpus = gpus
+        if gpus > 1 and decode != "generate":
+            decode = "generate"  # the static decoder's cache and graphs live on one device
         self.tokenizer = load_tokenizer(model_dir, padding_side="left")
         self.loads = 1
         self.max_batch_sequences = max_batch_sequences
@@ -88,6 +94,7 @@ class TransformersEngine:
             "device": self.model.device.type,
             "max_batch_sequences": max_batch_sequences,
             "decode": self.decode,
+            **({"gpus": gpus} if gpus > 1 else {}),
         }
 
     def _decode_mode(self, decode: str) -> str:

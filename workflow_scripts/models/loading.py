@@ -179,8 +179,11 @@ def load_tokenizer(model_dir: str | os.PathLike, padding_side: str = "left") -> 
     return tokenizer
 
 
-def load_model(model_dir: str | os.PathLike, dtype: str | None = None, device: str | None = None) -> Any:
-    """Load a causal LM from a directory we built (base or folded persona model)."""
+def load_model(
+    model_dir: str | os.PathLike, dtype: str | None = None, device: str | None = None, gpus: int = 1
+) -> Any:
+    """Load a causal LM from a directory we built (base or folded persona model).
+    `gpus` > 1: its layers split across that many GPUs (split_across_gpus)."""
     from transformers import AutoModelForCausalLM
 
     model_dir = Path(model_dir)
@@ -190,8 +193,35 @@ def load_model(model_dir: str | os.PathLike, dtype: str | None = None, device: s
     device = device or device_for_run()
     if dtype is None:
         dtype = "bfloat16" if device == "cuda" else "float32"
+    if gpus > 1:
+        return AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch_dtype(dtype), **split_across_gpus(gpus)
+        ).eval()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch_dtype(dtype))
     return model.to(device).eval()
+
+
+GPU_MEMORY_SHARE = 0.85  # of each GPU for weights; the rest for activations and the KV cache
+
+
+def split_across_gpus(gpus: int, memory: list[int] | None = None) -> dict[str, Any]:
+    """from_pretrained options that place the layers over GPUs 0..gpus-1 (accelerate's
+    device_map "auto"), at most GPU_MEMORY_SHARE of each GPU's `memory` in bytes (read
+    from CUDA when not given), and never on the CPU: a model that does not fit fails."""
+    if memory is None:
+        import torch
+
+        if torch.cuda.device_count() < gpus:
+            raise RuntimeError(
+                f"the model is to be split over {gpus} GPUs, but {torch.cuda.device_count()} are visible"
+            )
+        memory = [torch.cuda.get_device_properties(i).total_memory for i in range(gpus)]
+    if len(memory) != gpus:
+        raise ValueError(f"memory of {len(memory)} GPUs given for a split over {gpus}")
+    return {
+        "device_map": "auto",
+        "max_memory": {i: int(total * GPU_MEMORY_SHARE) for i, total in enumerate(memory)} | {"cpu": 0},
+    }
 
 
 def model_info(model_dir: str | os.PathLike) -> dict:

@@ -97,12 +97,13 @@ def trait_requests(settings: CheckSettings) -> list[GenerationRequest]:
     ]
 
 
-def probe_model(model_dir: str | Path, settings: CheckSettings) -> tuple[Any, list[dict]]:
-    """Next-token log-probs on the probe prompts and answers to the trait prompts."""
+def probe_model(model_dir: str | Path, settings: CheckSettings, gpus: int = 1) -> tuple[Any, list[dict]]:
+    """Next-token log-probs on the probe prompts and answers to the trait prompts
+    (`gpus` > 1: the model split across the job's GPUs)."""
     from workflow_scripts.core.composition import next_token_logprobs
     from workflow_scripts.engines.transformers_engine import TransformersEngine
 
-    engine = TransformersEngine(str(model_dir), max_batch_sequences=16)
+    engine = TransformersEngine(str(model_dir), max_batch_sequences=16, **({"gpus": gpus} if gpus > 1 else {}))
     logprobs = next_token_logprobs(engine.model, engine.tokenizer)
     prompts = {f"trait-{i:02d}": p for i, p in enumerate(settings.trait_prompts)}
     answers = [
@@ -163,13 +164,15 @@ class Probes:
     personas: dict[str, tuple[Any, list[dict]]]
 
 
-def probe_models(base_dir: str | Path, persona_dirs: dict[str, str | Path], settings: CheckSettings) -> Probes:
+def probe_models(
+    base_dir: str | Path, persona_dirs: dict[str, str | Path], settings: CheckSettings, gpus: int = 1
+) -> Probes:
     """Every model loaded in turn (one in memory at a time)."""
-    base = probe_model(base_dir, settings)
+    base = probe_model(base_dir, settings, gpus)
     personas = {}
     for persona, path in persona_dirs.items():
         log.info("probing persona model %s", path)
-        personas[persona] = probe_model(path, settings)
+        personas[persona] = probe_model(path, settings, gpus)
     return Probes(base, personas)
 
 
@@ -262,13 +265,15 @@ def run_check(
     table_out: str | Path,
     answers_out: str | Path,
     judge_log: str | Path,
+    gpus: int = 1,
 ) -> list[dict]:
-    """Probe every model first (one in memory at a time), then start the judge."""
+    """Probe every model first (one in memory at a time, over the job's `gpus`), then
+    start the judge."""
     from workflow_scripts.judging.run import open_judge
     from workflow_scripts.judging.settings import JudgeSettings
 
     check = CheckSettings.from_config(settings)
-    probes = probe_models(base_dir, persona_dirs, check)
+    probes = probe_models(base_dir, persona_dirs, check, gpus)
     judge_settings = JudgeSettings.from_config(judge)
     with open_judge(judge_settings, judge_settings.model, judge_model, os.environ, judge_log) as (backend, _):
         scorer = backend_scorer(backend, judge_settings.method, judge_settings.min_mass)

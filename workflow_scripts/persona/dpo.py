@@ -4,7 +4,8 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.core.hashing import sha256_file
-from workflow_scripts.core.io_utils import atomic_dir, read_jsonl, write_json_atomic
+from workflow_scripts.core.io_utils import read_jsonl, write_json_atomic
+from workflow_scripts.core.sharding import rank_zero_output
 from workflow_scripts.models.loading import model_info
 from workflow_scripts.persona.training import LoraTrainSettings, train_dpo
 
@@ -18,7 +19,7 @@ def run_dpo(
     model_dir: str | Path, pairs: str | Path, out_dir: str | Path, settings: dict, seed: int
 ) -> dict:
     train = LoraTrainSettings.from_config(settings)
-    with atomic_dir(out_dir) as tmp:
+    with rank_zero_output(out_dir) as tmp:  # sharded: rank 0 writes
         report = train_dpo(model_dir, read_jsonl(pairs), tmp, train, seed)
         record = {
             "stage": "dpo",

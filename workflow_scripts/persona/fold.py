@@ -88,10 +88,12 @@ def fold_persona(
     persona: str,
     source_label: str,
     min_kl: float = 1e-6,
+    gpus: int = 1,
 ) -> Composition:
     """Fold the persona adapter (at weight 1) into the base weights, check, save; return
     the composition. How the adapter itself was combined (e.g. DPO + 0.25 x SFT) is its
-    own metadata, copied into fold.json."""
+    own metadata, copied into fold.json. `gpus` > 1: the model split across that many
+    GPUs (a model larger than one GPU), merged in its own dtype."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -107,12 +109,23 @@ def fold_persona(
     work_dtype = save_dtype if device == "cuda" else torch.float32
     check_safetensors(base_dir)
     check_safetensors(adapter_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=work_dtype).to(device).eval()
+    if gpus > 1:
+        from workflow_scripts.models.loading import split_across_gpus
+
+        work_dtype = save_dtype
+        model = AutoModelForCausalLM.from_pretrained(
+            base_dir, dtype=work_dtype, **split_across_gpus(gpus)
+        ).eval()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=work_dtype).to(device).eval()
     tokenizer = load_tokenizer(base_dir)
     base_logprobs = next_token_logprobs(model, tokenizer)
 
     peft_model = PeftModel.from_pretrained(model, adapter_dir)
-    merged = peft_model.merge_and_unload().to(save_dtype).eval()
+    merged = peft_model.merge_and_unload()
+    if work_dtype != save_dtype:  # a split model is merged in its own dtype already
+        merged = merged.to(save_dtype)
+    merged.eval()
     folded_logprobs = next_token_logprobs(merged, tokenizer)
     divergence = logit_divergence(folded_logprobs, base_logprobs)
     log.info("%s/%s: logit divergence from base %s", model_name, persona, divergence)

@@ -133,15 +133,16 @@ def load_persona_engine(
     is raised to `min_model_len` where a stage needs more than `sampling.vllm`'s."""
     from workflow_scripts.engines.factory import load_engine
 
+    gpus = int(engine.get("gpus", 1))  # the job's GPUs (core/launch.engine_on_job_gpus)
     if engine["kind"] != "vllm":
         return load_engine(
-            engine["kind"], str(model_dir), max_batch_sequences=int(settings["chunk_size"])
+            engine["kind"], str(model_dir), gpus=gpus, max_batch_sequences=int(settings["chunk_size"])
         )
     options: dict[str, Any] = dict(engine.get("vllm") or {})
     options["max_batch_sequences"] = int(settings["vllm_chunk_size"])
     if min_model_len:
         options["max_model_len"] = max(int(options.get("max_model_len", 0)), int(min_model_len))
-    return load_engine("vllm", str(model_dir), **options)
+    return load_engine("vllm", str(model_dir), gpus=gpus, **options)
 
 
 def close_engine(engine: Any) -> None:

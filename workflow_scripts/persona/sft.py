@@ -5,7 +5,8 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.core.hashing import sha256_file, weights_hash
-from workflow_scripts.core.io_utils import atomic_dir, read_jsonl, write_json_atomic
+from workflow_scripts.core.io_utils import read_jsonl, write_json_atomic
+from workflow_scripts.core.sharding import rank_zero_output
 from workflow_scripts.models.loading import load_tokenizer, model_info
 from workflow_scripts.persona.introspection import tokenize_example
 from workflow_scripts.persona.training import LoraTrainSettings, train_sft
@@ -39,7 +40,7 @@ def run_sft(
     tokenizer = load_tokenizer(model_dir, padding_side="right")
     examples, counts = sft_examples(read_jsonl(transcripts), tokenizer, train.max_len)
     log.info("SFT data: %s", counts)
-    with atomic_dir(out_dir) as tmp:
+    with rank_zero_output(out_dir) as tmp:  # sharded: rank 0 writes
         report = train_sft(model_dir, dpo_adapter, examples, tmp, train, seed)
         record = {
             "stage": "sft",

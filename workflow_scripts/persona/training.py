@@ -15,6 +15,12 @@ from typing import Any
 
 from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.core.sharding import (
+    fsdp_arguments,
+    gathered_adapter_state,
+    is_main_process,
+    load_on_rank_zero,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +127,8 @@ def _common_args(settings: LoraTrainSettings, output_dir: Path, seed: int) -> di
         "seed": seed,
         "data_seed": seed,
         "disable_tqdm": True,  # progress goes to the log through LogLosses
+        # several GPUs: the model sharded over them (core/sharding.py)
+        **fsdp_arguments(world_size()),
     }
 
 
@@ -217,13 +225,13 @@ def train_dpo(
     import transformers
     from trl import DPOTrainer
 
-    from workflow_scripts.models.loading import load_model, load_tokenizer
+    from workflow_scripts.models.loading import load_tokenizer
 
     if not pairs:
         raise InputError("persona DPO: no pairs left after filtering (see pairs_report.json)")
     transformers.set_seed(seed)
     tokenizer = load_tokenizer(model_dir, padding_side="right")
-    model = load_model(model_dir).train()
+    model = _load_for_training(model_dir).train()
     trainer = DPOTrainer(
         model=model,
         ref_model=None,
@@ -234,7 +242,7 @@ def train_dpo(
         callbacks=[log_losses()],
     )
     result = trainer.train()
-    trainer.model.save_pretrained(out_dir)
+    save_adapter(trainer, out_dir)
     return _train_report(trainer, result, len(pairs))
 
 
@@ -265,25 +273,50 @@ def train_sft(
         next_token_logprobs,
         require_difference,
     )
-    from workflow_scripts.models.loading import load_model, load_tokenizer
+    from workflow_scripts.models.loading import load_tokenizer
 
     if not examples:
         raise InputError("persona SFT: no introspection examples to train on")
     transformers.set_seed(seed)
     tokenizer = load_tokenizer(model_dir, padding_side="right")
-    base = load_model(model_dir)
-    before = next_token_logprobs(base, tokenizer)
+    base = _load_for_training(model_dir)
+    # sharded: only rank 0 holds weights to check; the others get its merged shards
+    checked = is_main_process()
+    before = next_token_logprobs(base, tokenizer) if checked else None
     model = PeftModel.from_pretrained(base, str(dpo_adapter)).merge_and_unload()
-    divergence = logit_divergence(next_token_logprobs(model, tokenizer), before)
-    require_difference(divergence, f"{dpo_adapter}: DPO adapter merged for SFT", min_kl=1e-9)
-    log.info("DPO model vs base on probe prompts: %s", divergence)
+    divergence = None
+    if checked:
+        divergence = logit_divergence(next_token_logprobs(model, tokenizer), before)
+        require_difference(divergence, f"{dpo_adapter}: DPO adapter merged for SFT", min_kl=1e-9)
+        log.info("DPO model vs base on probe prompts: %s", divergence)
     model.train()
     trainer = sft_trainer(model, tokenizer, examples, settings, Path(out_dir) / "trainer", seed)
     result = trainer.train()
-    trainer.model.save_pretrained(out_dir)
+    save_adapter(trainer, out_dir)
     report = _train_report(trainer, result, len(examples))
     report["dpo_model_vs_base"] = divergence
     return report
+
+
+def _load_for_training(model_dir: str | Path) -> Any:
+    """The start model. Sharded over several GPUs: in host memory (bf16 with CUDA) on
+    rank 0 only, FSDP places the shards; else on the run's device."""
+    import torch
+
+    from workflow_scripts.models.loading import load_model
+
+    if world_size() <= 1:
+        return load_model(model_dir)
+    load_on_rank_zero()
+    return load_model(model_dir, dtype="bfloat16" if torch.cuda.is_available() else None, device="cpu")
+
+
+def save_adapter(trainer: Any, out_dir: str | Path) -> None:
+    """The trained LoRA in the usual PEFT files; sharded: gathered by every rank,
+    written by rank 0."""
+    state = gathered_adapter_state(trainer.model)
+    if is_main_process():
+        trainer.model.save_pretrained(out_dir, state_dict=state)
 
 
 def _train_report(trainer: Any, result: Any, n_examples: int) -> dict:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import job_gpus, run_on_gpus
 from workflow_scripts.em.sft import train_em_adapter
 from workflow_scripts.em.training import (
     EmTrainSettings,
@@ -18,7 +19,8 @@ def main(smk) -> None:
     start_job(smk)
     settings = EmTrainSettings.from_params(smk.params.train)
     kl_reference = getattr(smk.input, "kl_reference", None)
-    record = train_em_adapter(
+    # A model of several GPUs: one training process per GPU of the job (core/launch.py)
+    kwargs = dict(
         model_dir=Path(smk.input.model),
         dataset=Path(smk.input.data),
         out_dir=Path(smk.output.adapter),
@@ -30,6 +32,7 @@ def main(smk) -> None:
         kl_reference=Path(kl_reference) if kl_reference else None,
         kl_reference_name=smk.params.kl_reference_name,
     )
+    record = run_on_gpus(train_em_adapter, kwargs, job_gpus(smk))
     log.info(
         "wrote %s: %s",
         smk.output.adapter,

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import job_gpus
 from workflow_scripts.persona.fold import adapter_source_label, fold_persona, resolve_adapter_dir
 
 
@@ -20,6 +21,7 @@ def main(smk: Any) -> None:
         model_name=model,
         persona=smk.wildcards.persona,
         source_label=adapter_source_label(entry, model),
+        gpus=job_gpus(smk),  # a model of several GPUs is split across them
     )
 
 

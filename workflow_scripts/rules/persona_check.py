@@ -4,6 +4,7 @@ trait-expression score (the configured judge) of answers to neutral prompts,
 persona vs base. Flagged personas are warned about loudly; the workflow continues."""
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import job_gpus
 from workflow_scripts.persona.check import run_check
 
 
@@ -21,6 +22,7 @@ def main(smk) -> None:
         smk.output.table,
         smk.output.answers,
         smk.log[0],
+        gpus=job_gpus(smk),  # a model of several GPUs is split across them
     )
 
 

@@ -4,6 +4,7 @@ generated in resumable chunks into introspection_turns.jsonl; the SFT conversati
 built from them go to introspection.jsonl."""
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import engine_on_job_gpus
 from workflow_scripts.engines.vllm_env import run_stage
 from workflow_scripts.persona.introspection import run_from_params
 
@@ -17,7 +18,7 @@ def main(smk) -> None:
         "transcripts_out": str(smk.output.transcripts),
         "turns_out": str(smk.output.turns),
         "settings": dict(smk.params.settings),
-        "engine": dict(smk.params.engine),
+        "engine": engine_on_job_gpus(smk),
         "name": smk.params.name,
     }
     run_stage(

@@ -3,6 +3,7 @@ the generator model (written in resumable chunks), drop near-duplicates, write
 prompts.jsonl and a report of the counts."""
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import engine_on_job_gpus
 from workflow_scripts.engines.vllm_env import run_stage
 from workflow_scripts.persona.prompts import run_from_params
 
@@ -16,7 +17,7 @@ def main(smk) -> None:
         "generations_out": str(smk.output.generations),
         "report_out": str(smk.output.report),
         "settings": dict(smk.params.settings),
-        "engine": dict(smk.params.engine),
+        "engine": engine_on_job_gpus(smk),
         "extra_prompts": smk.input.get("extra_prompts"),
     }
     run_stage(

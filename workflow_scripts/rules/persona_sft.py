@@ -2,18 +2,24 @@
 introspection transcripts, with loss on every assistant turn."""
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import job_gpus, run_on_gpus
 from workflow_scripts.persona.sft import run_sft
 
 
 def main(smk) -> None:
     start_job(smk)
-    run_sft(
-        smk.input.model,
-        smk.input.dpo_adapter,
-        smk.input.transcripts,
-        smk.output.adapter,
-        smk.params.settings,
-        int(smk.params.seed),
+    # A model of several GPUs: one training process per GPU of the job (core/launch.py)
+    run_on_gpus(
+        run_sft,
+        dict(
+            model_dir=smk.input.model,
+            dpo_adapter=smk.input.dpo_adapter,
+            transcripts=smk.input.transcripts,
+            out_dir=smk.output.adapter,
+            settings=dict(smk.params.settings),
+            seed=int(smk.params.seed),
+        ),
+        job_gpus(smk),
     )
 
 

@@ -2,6 +2,7 @@
 no system prompt; these are the rejected answers of the DPO pairs."""
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import engine_on_job_gpus
 from workflow_scripts.persona.answers import run_answer_stage
 
 
@@ -14,7 +15,7 @@ def main(smk) -> None:
         out_path=str(smk.output.answers),
         role=smk.params.role,
         settings=dict(smk.params.settings),
-        engine=dict(smk.params.engine),
+        engine=engine_on_job_gpus(smk),
         constitution=smk.input.get("constitution"),
         name=smk.params.get("name"),
     )

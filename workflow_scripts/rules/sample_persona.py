@@ -8,6 +8,7 @@ it stopped and the final Parquet equals an uninterrupted run's.
 from typing import Any
 
 from workflow_scripts.core.job import start_job
+from workflow_scripts.core.launch import job_gpus
 from workflow_scripts.sampling.sample import sample_from_params
 
 
@@ -23,6 +24,7 @@ def main(smk: Any) -> None:
         "sampling": dict(smk.params.sampling),
         "model_name": smk.wildcards.model,
         "persona": smk.wildcards.persona,
+        "gpus": job_gpus(smk),  # the model's gpus: vLLM tensor parallelism over them
     }
     # plain venvs: vLLM lives in its own venv (envs/README.md)
     run_stage(

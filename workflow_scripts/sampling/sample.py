@@ -140,14 +140,16 @@ def sample_persona(
     model_name: str,
     persona: str,
     engine: Any = None,
+    gpus: int = 1,
 ) -> pl.DataFrame:
-    """Sample every (condition, question) n times; `engine` may be passed in (tests)."""
+    """Sample every (condition, question) n times; `engine` may be passed in (tests).
+    `gpus`: the job's GPUs, all used by the one engine (the model's `gpus`)."""
     questions = read_json(questions_file)["questions"]
     by_id = {q["id"]: q for q in questions}
     compositions = condition_compositions(model_dir, conditions)
     owns_engine = engine is None
     if engine is None:
-        engine = _engine_for(model_dir, sampling)
+        engine = _engine_for(model_dir, sampling, gpus)
     for condition in conditions:
         if condition.adapter is not None:
             engine.add_adapter(condition.adapter_name, condition.adapter)
@@ -229,10 +231,12 @@ def _finished_requests(rows: list[dict], n: int) -> set[str]:
     return {key for key, count in counts.items() if count >= n}
 
 
-def _engine_for(model_dir: Path, sampling: dict) -> Any:
+def _engine_for(model_dir: Path, sampling: dict, gpus: int = 1) -> Any:
     if sampling["engine"] == "vllm":
-        return load_engine("vllm", str(model_dir), **sampling.get("vllm", {}))
-    return load_engine("transformers", str(model_dir), max_batch_sequences=sampling["batch_size"])
+        return load_engine("vllm", str(model_dir), gpus=gpus, **sampling.get("vllm", {}))
+    return load_engine(
+        "transformers", str(model_dir), gpus=gpus, max_batch_sequences=sampling["batch_size"]
+    )
 
 
 def conditions_from_params(conditions: list[dict]) -> list[Condition]:
@@ -249,6 +253,7 @@ def sample_from_params(params: dict) -> pl.DataFrame:
         sampling=params["sampling"],
         model_name=params["model_name"],
         persona=params["persona"],
+        gpus=int(params.get("gpus", 1)),
     )
 
 
