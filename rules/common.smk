@@ -553,6 +553,8 @@ def results_report_inputs(wildcards):
     if IMPORTING:
         inputs["extra"] = REPRODUCTION["report"]
         inputs["extra_findings"] = REPRODUCTION["findings"]
+    if H4_ON:
+        inputs["h4_tests"] = table_path("h4_tests")
     return inputs
 
 
@@ -562,6 +564,7 @@ def final_targets(wildcards=None):
     targets.append(RESULTS_MD)
     targets += persona_check_tables()
     targets += first_study_targets()
+    targets += h4_targets()
     return targets + report_page_targets()
 
 
@@ -719,3 +722,164 @@ def generator_gpus(wildcards):
         or wildcards.model
     )
     return gpus_of(name)
+
+
+# ---- H4, the EM direction (rules/h4.smk)
+from workflow_scripts.h4.outputs import FIGURES as H4_FIGURES
+from workflow_scripts.h4.outputs import TABLES as H4_TABLES
+
+H4 = config["h4"]
+H4_ON = bool(H4["enabled"]) and not IMPORTING
+H4_DATASETS = [d for d in DATASETS if config["datasets"][d]["role"] == "em"]
+H4_TEST_SCALE = H4["test_scale"] if H4["test_scale"] is not None else max(H4["scales"])
+if H4["test_scale"] is not None and float(H4["test_scale"]) not in map(
+    float, H4["scales"]
+):
+    raise ConfigError(
+        f"{', '.join(CONFIG_FILES)}: h4.test_scale: {H4['test_scale']} is not one of "
+        f"h4.scales {H4['scales']}"
+    )
+
+
+def h4_cells():
+    """(model, persona, dataset, seed) of every EM run H4 reads a direction from."""
+    return [
+        (m, p, d, s)
+        for m in MODELS
+        for p in PERSONAS
+        for d in H4_DATASETS
+        for s in SEEDS
+    ]
+
+
+def h4_direction_files(model, persona, dataset, seed):
+    keys = dict(model=model, persona=persona, dataset=dataset, seed=seed)
+    return H4_DIRECTION.format(**keys), H4_DIRECTION_SUMMARY.format(**keys)
+
+
+def h4_extraction_settings(wildcards):
+    return {k: H4[k] for k in ("batch_size", "max_length", "dtype")}
+
+
+def h4_direction_settings(wildcards):
+    stats = config["statistics"]
+    return {
+        "misaligned_below": stats["misaligned_below"],
+        "coherent_above": stats["coherent_above"],
+        "seed": stats["seed"],
+        **{k: H4[k] for k in ("aligned_above", "min_answers", "bootstrap")},
+    }
+
+
+def h4_sampling_settings(wildcards):
+    """The study's sampling settings with H4's own n, batch size and dtype (the H4 jobs
+    always run the transformers engine: vLLM has no activation hooks)."""
+    sampling = config["sampling"]
+    return {
+        **{k: sampling[k] for k in ("temperature", "top_p", "max_new_tokens", "seed")},
+        **{k: H4[k] for k in ("n", "batch_size", "dtype")},
+    }
+
+
+def _h4_direction_inputs(model, personas_seeds, dataset):
+    files = [h4_direction_files(model, p, dataset, s) for p, s in personas_seeds]
+    return {"vectors": [v for v, _ in files], "summaries": [j for _, j in files]}
+
+
+def h4_steer_inputs(wildcards):
+    """The reference persona's directions of this dataset, every seed (the first one
+    that is not skipped steers)."""
+    pairs = [(REFERENCE_PERSONA, s) for s in SEEDS]
+    return _h4_direction_inputs(wildcards.model, pairs, wildcards.dataset)
+
+
+def h4_steer_settings(wildcards):
+    return {
+        "reference": REFERENCE_PERSONA,
+        "seeds": SEEDS,
+        "layer": H4["layer"],
+        "scales": H4["scales"],
+    }
+
+
+def h4_ablation_sources(wildcards):
+    """Personas whose direction is projected out of this persona+EM model: its own and
+    the reference's, or every persona's (h4.cross_ablation: all)."""
+    if H4["cross_ablation"] == "all":
+        return list(PERSONAS)
+    return list(dict.fromkeys([wildcards.persona, REFERENCE_PERSONA]))
+
+
+def h4_ablate_inputs(wildcards):
+    pairs = [(p, int(wildcards.seed)) for p in h4_ablation_sources(wildcards)]
+    return _h4_direction_inputs(wildcards.model, pairs, wildcards.dataset)
+
+
+def h4_ablate_settings(wildcards):
+    return {"sources": h4_ablation_sources(wildcards), "layers": H4["ablation_layers"]}
+
+
+def h4_judged_dataset(wildcards):
+    """The dataset value of the answers: none for steered persona models without EM,
+    the EM dataset for ablated persona+EM models."""
+    parts = wildcards.h4run.split(os.sep)
+    return NO_EM if parts[0] == "steer" else parts[2]
+
+
+def h4_judged(samples_pattern, **keys):
+    return samples_pattern.format(**keys).replace(".samples.parquet", ".judged.parquet")
+
+
+def h4_analysis_keys(wildcards=None):
+    return {
+        "directions": [list(c) for c in h4_cells()],
+        "steered": [[m, p, d] for m in MODELS for p in PERSONAS for d in H4_DATASETS],
+        "ablated": [list(c) for c in h4_cells()],
+    }
+
+
+def h4_analysis_inputs(wildcards):
+    keys = h4_analysis_keys()
+    files = [h4_direction_files(*c) for c in h4_cells()]
+    return {
+        "vectors": [v for v, _ in files],
+        "summaries": [j for _, j in files],
+        "steered": [
+            h4_judged(H4_STEER_SAMPLES, model=m, persona=p, dataset=d)
+            for m, p, d in keys["steered"]
+        ],
+        "ablated": [
+            h4_judged(H4_ABLATE_SAMPLES, model=m, persona=p, dataset=d, seed=s)
+            for m, p, d, s in keys["ablated"]
+        ],
+    }
+
+
+def h4_test_settings(wildcards=None):
+    stats = config["statistics"]
+    return {
+        "reference_persona": REFERENCE_PERSONA,
+        "test_scale": float(H4_TEST_SCALE),
+        **{
+            k: stats[k]
+            for k in (
+                "bootstrap_resamples",
+                "seed",
+                "alpha",
+                "misaligned_below",
+                "coherent_above",
+            )
+        },
+    }
+
+
+def h4_table_outputs():
+    return {name: table_path(name) for name in H4_TABLES}
+
+
+def h4_targets():
+    """The H4 tables and figures, when h4.enabled (never for an import)."""
+    if not H4_ON:
+        return []
+    figures = [H4_FIGURE.format(name=n) for n in H4_FIGURES]
+    return [*h4_table_outputs().values(), *figures]

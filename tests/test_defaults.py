@@ -7,6 +7,7 @@ import pytest
 
 from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.em.training import EmTrainSettings
+from workflow_scripts.h4.directions import DirectionSettings
 from workflow_scripts.judging.settings import JudgeSettings
 from workflow_scripts.persona.check import CheckSettings
 from workflow_scripts.persona.training import LoraTrainSettings
@@ -17,6 +18,7 @@ SETTINGS = [
     (CheckSettings, "persona_check", {}),
     (LoraTrainSettings, "persona_training.dpo", {}),
     (EmTrainSettings, "em_training", {}),
+    (DirectionSettings, "h4", {}),
 ]
 
 

@@ -176,3 +176,82 @@ def test_second_run_does_nothing(finished_run):
     result = snakemake(finished_run, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def _h4_runs(config: dict) -> list[tuple[str, str, str, int]]:
+    em = [d for d, entry in config["datasets"].items() if entry["role"] == "em"]
+    return [(m, p, d, s) for m in config["models"] for p in config["personas"] for d in em for s in config["seeds"]]
+
+
+def test_h4_directions_are_extracted_or_skipped_with_their_counts(finished_run, config):
+    from safetensors.numpy import load_file
+
+    h4 = config["h4"]
+    for model, persona, dataset, seed in _h4_runs(config):
+        judged = pl.read_parquet(finished_run / f"results/{model}/judged/{persona}/{dataset}.parquet")
+        judged = judged.filter(pl.col("seed") == seed)
+        base = finished_run / f"results/{model}/h4/activations/{persona}/{dataset}/s{seed}"
+        activations = load_file(f"{base}.safetensors")["activations"]
+        index = pl.read_parquet(f"{base}.parquet")
+        assert activations.shape[0] == index.height == judged.height  # each answer read once
+        assert activations.ndim == 3 and (activations != 0).any()
+        directory = finished_run / f"results/{model}/h4/directions/{persona}/{dataset}"
+        summary = json.loads((directory / f"s{seed}.json").read_text())
+        assert summary["n_answers"] == judged.height
+        misaligned = index.filter((pl.col("aligned") < 30) & (pl.col("coherent") > 50)).height
+        aligned = index.filter(pl.col("aligned") > h4.get("aligned_above", 80)).height
+        assert (summary["n_misaligned"], summary["n_aligned"]) == (misaligned, aligned)
+        vector = load_file(str(directory / f"s{seed}.safetensors"))["direction"]
+        if summary["status"] == "ok":
+            assert min(misaligned, aligned) >= h4["min_answers"]
+            assert vector.shape == activations.shape[1:]
+            assert all(-1.0 <= c <= 1.0 + 1e-6 for c in summary["stability_mean"])
+        else:
+            assert min(misaligned, aligned) < h4["min_answers"] and vector.size == 0
+            assert f"{misaligned} misaligned and {aligned} aligned" in summary["reason"]
+
+
+def test_h4_steered_and_ablated_answers_are_judged_or_a_recorded_skip(finished_run, config):
+    h4, ref = config["h4"], config.get("statistics", {}).get("reference_persona", "baseline")
+    n_questions = len(config["questions"]["ids"])
+    for model, persona, dataset, seed in _h4_runs(config):
+        ref_summary = json.loads(
+            (finished_run / f"results/{model}/h4/directions/{ref}/{dataset}/s{seed}.json").read_text())
+        steered = pl.read_parquet(finished_run / f"results/{model}/h4/steer/{persona}/{dataset}.judged.parquet")
+        if ref_summary["status"] == "ok":
+            scales = [json.loads(s)["engine_options"]["h4"]["scale"] for s in steered["sampling"]]
+            assert sorted(set(scales)) == sorted({0.0, *map(float, h4["scales"])})
+            assert steered.height == len(set(scales)) * n_questions * h4["n"]
+            assert set(steered["dataset"]) == {"none"}
+        else:
+            assert steered.height == 0
+        own = json.loads(
+            (finished_run / f"results/{model}/h4/directions/{persona}/{dataset}/s{seed}.json").read_text())
+        ablated = pl.read_parquet(
+            finished_run / f"results/{model}/h4/ablate/{persona}/{dataset}/s{seed}.judged.parquet")
+        available = {p for p, s in ((persona, own), (ref, ref_summary)) if s["status"] == "ok"}
+        if available:
+            sources = {json.loads(s)["engine_options"]["h4"]["source"] for s in ablated["sampling"]}
+            assert sources == {"none", *available}
+            assert set(ablated["dataset"]) == {dataset}
+        else:
+            assert ablated.height == 0
+
+
+def test_h4_tests_and_their_verdict_lines_in_results(finished_run, config):
+    ref = config.get("statistics", {}).get("reference_persona", "baseline")
+    tests = pl.read_csv(finished_run / "results/final/tables/h4_tests.csv", infer_schema_length=None)
+    em = [d for d, entry in config["datasets"].items() if entry["role"] == "em"]
+    expected = {(p, d, m) for p in config["personas"] if p != ref for d in em
+                for m in ("induced_misalignment", "ablation_efficacy")}
+    assert set(zip(tests["persona"], tests["dataset"], tests["measure"], strict=True)) == expected
+    results = (finished_run / "results/final/RESULTS.md").read_text()
+    assert "## H4: the EM direction across personas" in results
+    for row in tests.to_dicts():
+        line = next(x for x in results.splitlines() if x.startswith(f"- H4 {row['model']} / {row['dataset']}: {row['persona']} vs {ref}")
+                    and ("induced" in x) == (row["measure"] == "induced_misalignment"))
+        assert line.endswith(row["verdict"])
+        if row["status"] != "ok":
+            assert row["verdict"].startswith("insufficient data") and row["p_adj"] is None
+    for figure in ("h4_geometry", "h4_steering"):
+        assert (finished_run / f"results/final/{figure}.png").read_bytes()[:4] == b"\x89PNG"

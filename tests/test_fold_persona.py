@@ -103,6 +103,7 @@ def test_rule_script_folds_a_released_adapter_from_its_subfolder(micro_model_dir
         wildcards=SimpleNamespace(model="qwen", persona="sarcasm"),
         log=[str(tmp_path / "fold.log")],
         threads=1,
+        resources=SimpleNamespace(gpu=1),
     )
     script.main(smk)
     [adapter] = read_composition(tmp_path / "model").adapters

@@ -529,3 +529,45 @@ def render_results(
 
 def read_tables(paths: dict[str, str | Path]) -> dict[str, pl.DataFrame]:
     return {name: read_table(paths[name]) for name in TABLES}
+
+
+H4_MEASURES = {
+    "induced_misalignment": "induced misalignment (steering with the reference's EM direction)",
+    "ablation_efficacy": "ablation efficacy (the reference's EM direction projected out)",
+}
+
+
+def h4_verdict_line(row: dict) -> str:
+    """One H4 verdict: a persona against the reference on one measure, model and dataset."""
+    where = f"H4 {row['model']} / {_dataset_name(row['dataset'])}: {row['persona']} vs {row['reference']}"
+    measure = H4_MEASURES.get(row["measure"], row["measure"])
+    if row["measure"] == "induced_misalignment" and row["scale"] is not None:
+        measure += f" at scale {row['scale']:g}"
+    if row["status"] != "ok":
+        return f"{where}, {measure}: {row['verdict']}"
+    return (
+        f"{where}, {measure}: {signed(row['estimate'])} points of the misaligned share "
+        f"{interval(row['low'], row['high'])} (persona {signed(row['persona_effect'])}, reference "
+        f"{signed(row['reference_effect'])}; {row['n_questions']} questions, {row['n_seeds']} seed(s)), "
+        f"BH-adjusted p {pvalue(row['p_adj'])}: {row['verdict']}"
+    )
+
+
+def h4_section(tests: pl.DataFrame) -> str:
+    """RESULTS.md's H4 section: a verdict line per persona, measure, model and dataset of
+    the table h4_tests (rows without the data to compare say so)."""
+    lines = [
+        "## H4: the EM direction across personas",
+        "",
+        "Each persona against the reference persona: the rise of the misaligned share (among coherent answers, "
+        "points of %) when the reference's EM direction is added to the persona model without EM, and the fall of "
+        "the misaligned share of persona+EM when the reference's direction is projected out, each as a difference "
+        "from the reference's own (docs/methods.md, H4). Benjamini-Hochberg within model and measure. Tables: "
+        "`h4_tests`, `h4_steering`, `h4_ablation`, `h4_directions`, `h4_geometry`; figures "
+        "`h4_steering.png`, `h4_geometry.png`.",
+        "",
+    ]
+    if tests.height == 0:
+        return "\n".join([*lines, "- H4: no persona besides the reference to compare (no rows in h4_tests)", ""])
+    lines += [f"- {h4_verdict_line(row)}" for row in tests.to_dicts()]
+    return "\n".join([*lines, ""])
