@@ -72,16 +72,17 @@ def is_main_process() -> bool:
     return rank() == 0
 
 
-@contextlib.contextmanager
-def main_process_first() -> Iterator[None]:
-    """Rank 0 runs the block first (preparing shared files), the others after it."""
+def barrier() -> None:
+    """Every rank waits here until all have arrived (nothing to do unsharded)."""
     if world_size() <= 1:
-        yield
         return
+    import torch.distributed as dist
     from accelerate import PartialState
 
-    with PartialState().main_process_first():
-        yield
+    PartialState()  # the process group, if nothing has started it yet
+    if not dist.is_initialized():
+        raise RuntimeError("sharded run without a process group: started outside torchrun?")
+    dist.barrier()
 
 
 def _full(tensor: Any) -> Any:

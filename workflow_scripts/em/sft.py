@@ -37,10 +37,10 @@ from workflow_scripts.core.io_utils import (
 )
 from workflow_scripts.core.progress import Progress
 from workflow_scripts.core.sharding import (
+    barrier,
     gathered_adapter_state,
     is_main_process,
     load_on_rank_zero,
-    main_process_first,
     world_size,
 )
 from workflow_scripts.em.batching import data_collator, prepare_model
@@ -129,11 +129,14 @@ def last_checkpoint(checkpoints_dir: Path) -> str | None:
     return get_last_checkpoint(str(checkpoints_dir))
 
 
-def checkpoint_to_resume(checkpoints_dir: Path, fingerprint: dict) -> str | None:
-    """The last checkpoint of THIS run (same settings, data and start model), or None.
+def prepare_checkpoints_dir(checkpoints_dir: Path, fingerprint: dict) -> None:
+    """Keep the checkpoints of THIS run (same settings, data and start model) and mark
+    the directory with its fingerprint.
 
     Checkpoints of a run with other inputs (a changed config re-triggers the job) are
-    moved aside to `<dir>.stale-<hash>`, never resumed and never deleted.
+    moved aside to `<dir>.stale-<hash>`, never resumed and never deleted. In a sharded
+    run only rank 0 calls this; the others wait for it (renaming the directory under a
+    rank that is writing into it loses that rank's file).
     """
     checkpoints_dir = Path(checkpoints_dir)
     marker = checkpoints_dir / RUN_FINGERPRINT
@@ -148,8 +151,17 @@ def checkpoint_to_resume(checkpoints_dir: Path, fingerprint: dict) -> str | None
             )
             checkpoints_dir.rename(stale)
     checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(marker, fingerprint)
-    return last_checkpoint(checkpoints_dir)
+    if not (marker.exists() and read_json(marker) == fingerprint):
+        write_json_atomic(marker, fingerprint)
+
+
+def checkpoint_to_resume(checkpoints_dir: Path, fingerprint: dict) -> str | None:
+    """The last checkpoint of THIS run, or None (see `prepare_checkpoints_dir`); every
+    rank of a sharded run calls this and gets the same answer."""
+    if is_main_process():
+        prepare_checkpoints_dir(checkpoints_dir, fingerprint)
+    barrier()
+    return last_checkpoint(Path(checkpoints_dir))
 
 
 def _load_for_training(model_dir: Path, settings: EmTrainSettings) -> tuple[Any, Any, bool]:
@@ -205,7 +217,9 @@ def trainer_for(
     with `input_ids` and `completion_mask`, as the GPU benchmark uses). The model's
     attention is switched to the one `settings.batching` needs."""
     prepare_model(model, settings.batching)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     common = {
         "model": model,
         "args": sft_config(settings, str(checkpoints_dir), use_bf16),
@@ -237,7 +251,9 @@ def _log_callback() -> Any:
         tokens_seen = 0
 
         def on_train_begin(self, args, state, control, **kwargs):
-            self.progress = Progress("step", state.max_steps, log, start=state.global_step).__enter__()
+            self.progress = Progress(
+                "step", state.max_steps, log, start=state.global_step
+            ).__enter__()
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.progress is not None:
@@ -245,10 +261,17 @@ def _log_callback() -> Any:
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
-            log.info("step %d/%d metrics: %s", state.global_step, state.max_steps, json.dumps(logs, default=str))
+            log.info(
+                "step %d/%d metrics: %s",
+                state.global_step,
+                state.max_steps,
+                json.dumps(logs, default=str),
+            )
             if self.progress is None:
                 return
-            fields = {k: float(logs[k]) for k in ("loss", "kl") if isinstance(logs.get(k), int | float)}
+            fields = {
+                k: float(logs[k]) for k in ("loss", "kl") if isinstance(logs.get(k), int | float)
+            }
             tokens = int(logs.get("num_tokens") or 0)  # cumulative, where the trainer counts them
             self.progress.update(0, tokens=max(0, tokens - self.tokens_seen), **fields)
             self.tokens_seen = max(self.tokens_seen, tokens)
@@ -294,10 +317,9 @@ def train_em_adapter(
         # sharded checkpoints resume only with as many processes as wrote them
         **({"processes": world_size()} if world_size() > 1 else {}),
     }
-    with main_process_first():  # sharded: rank 0 sets the checkpoints directory up
-        resume = checkpoint_to_resume(
-            Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
-        )
+    resume = checkpoint_to_resume(
+        Path(checkpoints_dir), json.loads(json.dumps(fingerprint, default=str))
+    )
     if resume:
         log.info("resuming from %s", resume)
     trainer, result, settings = train_with_oom_fallback(
