@@ -164,3 +164,22 @@ def test_folds_on_a_scratch_area_leave_the_quota():
         on_results - fold.storage_gb
     )
     assert estimate.storage_advice(on_results - fold.storage_gb, 1000).startswith("fits")
+
+
+def test_gpus_per_job_multiply_what_holds_every_gpu_and_h4_is_counted():
+    config = load_config([REPO / "config" / "config.yaml"])
+    one = {s.stage: s for s in estimate.estimate_stages(config, TABLE, "a100_64gb", Path("/nonexistent"), 16)}
+    for entry in config["models"].values():
+        entry["gpus"] = 2
+    two = {s.stage: s for s in estimate.estimate_stages(config, TABLE, "a100_64gb", Path("/nonexistent"), 16)}
+    # a fold is a load and a save: every GPU of the job is held for it
+    assert two["fold_persona"].gpu_hours == pytest.approx(2 * one["fold_persona"].gpu_hours)
+    # training is FLOP-bound: the same GPU-hours over two GPUs
+    assert two["em_sft"].gpu_hours == pytest.approx(one["em_sft"].gpu_hours)
+    assert one["sample_persona"].gpu_hours < two["sample_persona"].gpu_hours < 2 * one["sample_persona"].gpu_hours
+    h4 = one["h4"]
+    assert h4.jobs == sum(estimate.h4_job_counts(config).values()) > 0
+    assert h4.gpu_hours > 0
+    config["h4"]["enabled"] = False
+    stages = estimate.estimate_stages(config, TABLE, "a100_64gb", Path("/nonexistent"), 16)
+    assert "h4" not in {s.stage for s in stages}

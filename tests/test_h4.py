@@ -251,12 +251,14 @@ def test_h4_counts_of_a_small_grid():
     config = {
         "models": {"m": {}}, "personas": {"baseline": {}, "goodness": {}, "humor": {}},
         "datasets": {"insecure": {"role": "em"}, "kl": {"role": "benign"}}, "seeds": [0, 1],
-        "statistics": {"reference_persona": "baseline"},
+        "statistics": {"reference_persona": "baseline"}, "sampling": {"n": 10},
         "h4": {"enabled": True, "n": 5, "scales": [4.0, 8.0], "cross_ablation": "reference"},
     }
     counts = h4_counts(config, n_questions=8)
     # steering: 3 personas x 1 dataset x 3 scales (0, 4, 8) x 40; ablation: 2 seeds x (2 + 3 + 3) x 40
+    # extraction: 6 directions, each reading its run's 8 x 10 judged answers
     assert counts == {"activation_jobs": 6, "steer_jobs": 3, "ablate_jobs": 6,
+                      "extraction_answers": 480, "steer_answers": 360, "ablate_answers": 640,
                       "answers": 360 + 640, "judge_requests": 2000}
     assert h4_counts({**config, "h4": {"enabled": False}}, 8)["answers"] == 0
 

@@ -145,8 +145,25 @@ def job_counts(config: dict) -> dict[str, int]:
         "em_sft": m * len(grid.personas) * len(grid.em_conditions()),
         "sample_persona": m * len(grid.personas),
         "judge": len(grid.judged_cells()),
+        **h4_job_counts(config),
     }
     return {rule: n for rule, n in counts.items() if n}
+
+
+def question_count(config: dict) -> int:
+    """Evaluation questions of a config (the configured ids, else the nominal count)."""
+    return len((config.get("questions") or {}).get("ids") or []) or NOMINAL_QUESTIONS
+
+
+def h4_job_counts(config: dict) -> dict[str, int]:
+    from workflow_scripts.h4.estimate import h4_counts
+
+    counts = h4_counts(config, NOMINAL_QUESTIONS)  # job counts do not depend on questions
+    return {
+        "h4_activations": counts["activation_jobs"],
+        "h4_steer": counts["steer_jobs"],
+        "h4_ablate": counts["ablate_jobs"],
+    }
 
 
 def em_rows(config: dict, dataset: str, table: dict, results: Path) -> tuple[int, int, bool]:
@@ -230,6 +247,10 @@ def estimate_stages(
     shapes = {m: model_shape(m, config["models"][m], table, results) for m in config["models"]}
     models = list(grid.models)
     weights_gb = {m: shapes[m].params * 2 / GB for m in shapes}  # bf16
+    # GPUs a job of each model holds (models.<m>.gpus). Throughput-bound work (training
+    # FLOPs, decoding's weight reads) costs the same GPU-hours over g GPUs of one node,
+    # each doing 1/g of it; a model load or save holds all g GPUs for its whole time.
+    gpus = {m: int(config["models"][m].get("gpus", 1) or 1) for m in shapes}
     stages: list[Stage] = []
 
     base_gb = sum(weights_gb.values())
@@ -276,7 +297,7 @@ def estimate_stages(
     per_fold = {m: weights_gb[m] for m in models}
     s = table["sampling"]
     fold_hours = (
-        sum(per_fold[m] * (s["load_s_per_gb"] + s["save_s_per_gb"]) for m in models)
+        sum(per_fold[m] * (s["load_s_per_gb"] + s["save_s_per_gb"]) * gpus[m] for m in models)
         / 3600
         * (folds / len(models) if models else 0)
     )
@@ -348,7 +369,7 @@ def estimate_stages(
     )
 
     # Sampling: every condition of a persona decodes questions x n answers to max_new_tokens.
-    questions = len((config.get("questions") or {}).get("ids") or []) or NOMINAL_QUESTIONS
+    questions = question_count(config)
     answers = questions * int(sampling.get("n", 50))
     new_tokens = int(sampling.get("max_new_tokens", 600))
     sample_hours = 0.0
@@ -364,7 +385,7 @@ def estimate_stages(
             * answers
             * new_tokens
             / decode_tokens_per_s(table, gpu, params, lora=True)
-            + weights_gb[m] * s["load_s_per_gb"]
+            + weights_gb[m] * s["load_s_per_gb"] * gpus[m]
         )
         sample_hours += per_persona * len(grid.personas) / 3600
     stages.append(
@@ -386,7 +407,62 @@ def estimate_stages(
             "local judge on a GPU: speed not measured" if judge_gpu else "API requests: below",
         )
     )
+    stages.extend(h4_stages(config, table, gpu, shapes, gpus, questions))
     return stages
+
+
+def h4_stages(
+    config: dict,
+    table: dict,
+    gpu: str,
+    shapes: dict[str, ModelShape],
+    gpus: dict[str, int],
+    questions: int,
+) -> list[Stage]:
+    """H4 (workflow_scripts/h4): extraction reads each direction's judged answers once
+    (compute-bound, the measured extraction rate scaled by peak and size); steering and
+    ablation decode their answers with the transformers engine (the hooks cost within
+    the measured spread of the sampling rate). Upper bounds: every direction extracted."""
+    from workflow_scripts.h4.estimate import h4_counts
+
+    counts = h4_counts(config, questions)
+    if not counts["answers"]:
+        return []
+    h4 = table["h4"]
+    new_tokens = int(config.get("sampling", {}).get("max_new_tokens", 600))
+    grid = Grid.from_config(config)
+    models = list(grid.models)
+    # answers and extraction reads split evenly over the models (the grid is a product)
+    steer_share = counts["steer_answers"] / len(models)
+    ablate_share = counts["ablate_answers"] / len(models)
+    read_share = counts["extraction_answers"] / len(models)
+    jobs = counts["activation_jobs"] + counts["steer_jobs"] + counts["ablate_jobs"]
+    hours = 0.0
+    for m in models:
+        params = shapes[m].params
+        extract_rate = (
+            h4["extraction_tokens_per_s"]
+            * table["gpus"][gpu]["peak_bf16_tflops"]
+            / table["gpus"][h4["gpu"]]["peak_bf16_tflops"]
+            * h4["params"]
+            / params
+        )
+        hours += (
+            read_share * h4["tokens_per_answer"] / extract_rate
+            + steer_share * new_tokens / decode_tokens_per_s(table, gpu, params, lora=False)
+            + ablate_share * new_tokens / decode_tokens_per_s(table, gpu, params, lora=True)
+        ) / 3600
+        load_s = shapes[m].params * 2 / GB * table["sampling"]["load_s_per_gb"]
+        hours += jobs / len(models) * load_s * gpus[m] / 3600
+    return [
+        Stage(
+            "h4",
+            jobs,
+            hours,
+            0.0,
+            f"{counts['answers']} steered/ablated answers, {counts['judge_requests']} judge requests (upper bound)",
+        )
+    ]
 
 
 def storage_advice(total_gb: float, quota_gb: float) -> str:
@@ -448,6 +524,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"judge: {config['judge']['kind']} {config['judge']['model']}: {total['to_send']} requests "
             f"({total['cached']} cached), about {total['cost_usd']} USD, at most {total['max_cost_usd']} USD"
         )
+        h4 = next((s for s in stages if s.stage == "h4"), None)
+        if h4 is not None and total["judgements"]:
+            from workflow_scripts.h4.estimate import h4_counts
+
+            requests = h4_counts(config, question_count(config))["judge_requests"]
+            per_request = total["cost_usd"] / total["judgements"]
+            print(
+                f"judge, H4 answers: {requests} requests more (upper bound), about "
+                f"{requests * per_request:.1f} USD at the main requests' mean cost"
+            )
     return 0
 
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 from workflow_scripts.core.grid import Grid
 
+KEYS = (
+    "activation_jobs", "steer_jobs", "ablate_jobs", "extraction_answers",
+    "steer_answers", "ablate_answers", "answers", "judge_requests",
+)  # fmt: skip
+
 
 def h4_counts(config: dict, n_questions: int) -> dict[str, int]:
     """Jobs and answers of the H4 stage of a validated config (zeros when it is off)."""
     h4 = config.get("h4") or {}
     if not h4.get("enabled"):
-        return dict.fromkeys(("activation_jobs", "steer_jobs", "ablate_jobs", "answers", "judge_requests"), 0)
+        return dict.fromkeys(KEYS, 0)
     grid = Grid.from_config(config)
     em = [d for d in grid.datasets if config["datasets"][d]["role"] == "em"]
     reference = config["statistics"]["reference_persona"]
@@ -34,6 +39,10 @@ def h4_counts(config: dict, n_questions: int) -> dict[str, int]:
         "activation_jobs": runs * len(grid.personas),
         "steer_jobs": len(grid.models) * len(grid.personas) * len(em),
         "ablate_jobs": runs * len(grid.personas),
+        # each direction reads its run's judged answers: at most questions x sampling.n
+        "extraction_answers": runs * len(grid.personas) * n_questions * int(config["sampling"]["n"]),
+        "steer_answers": steer_answers,
+        "ablate_answers": ablate_answers,
         "answers": answers,
         "judge_requests": 2 * answers,
     }
