@@ -11,6 +11,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests import ci_run as shared_run
+
+REPO = shared_run.REPO
+CI_CONFIG = shared_run.CI_CONFIG
+
 pytestmark = pytest.mark.e2e
 
 
