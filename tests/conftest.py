@@ -45,3 +45,39 @@ def tiny_model(tiny_model_dir):
     from workflow_scripts.models.loading import load_model
 
     return load_model(tiny_model_dir, device="cpu")
+
+
+# ---------------------------------------------------------------- the shared reduced run
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """The single-node SLURM test cluster (tests/slurm/cluster.py), up for the session."""
+    import time
+
+    from tests.slurm.cluster import SlurmCluster, missing_requirements
+
+    reasons = missing_requirements()
+    if reasons:
+        pytest.skip("SLURM test cluster: " + "; ".join(reasons))
+    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    started = time.monotonic()
+    slurm.start()
+    print(f"test cluster up in {time.monotonic() - started:.0f} s")
+    yield slurm
+    slurm.stop()
+
+
+@pytest.fixture(scope="session")
+def ci_run(request, tmp_path_factory):
+    """The reduced study (tests/configs/ci.yaml), run once per session: through the SLURM
+    test cluster where it can start, locally otherwise (PERSONA_EM_CI_RUN=local|slurm
+    picks one; see tests/ci_run.py)."""
+    from tests.ci_run import chosen_mode, run_local, run_slurm
+    from tests.slurm.cluster import missing_requirements
+
+    workdir = tmp_path_factory.mktemp("ci_run")
+    if chosen_mode(missing_requirements()) == "slurm":
+        run = run_slurm(workdir, request.getfixturevalue("cluster"))
+    else:
+        run = run_local(workdir)
+    print(f"reduced study ({run.mode}) in {run.seconds:.0f} s")
+    return run

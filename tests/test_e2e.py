@@ -1,61 +1,32 @@
-"""End to end: the real DAG on CPU with the reduced offline config (tests/configs/ci.yaml),
-checked by content. Runs once per session in a scratch working directory."""
+"""End to end: the real DAG with the reduced offline config (tests/configs/ci.yaml),
+checked by content. The run is the session's one reduced study (fixture `ci_run`,
+tests/ci_run.py): through the SLURM test cluster where it can start, locally on 2 CPU
+cores otherwise; its SLURM checks are in tests/test_slurm.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-CI_CONFIG = REPO / "tests" / "configs" / "ci.yaml"
+from tests import ci_run as shared_run
+
+REPO = shared_run.REPO
+CI_CONFIG = shared_run.CI_CONFIG
 
 pytestmark = pytest.mark.e2e
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(CI_CONFIG),
-        "--cores",
-        "2",
-        *args,
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+@pytest.fixture(scope="module")
+def finished_run(ci_run) -> Path:
+    return ci_run.workdir
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("e2e")
-    # config paths (constitutions, datasets, questions) are relative to the working directory
-    (workdir / "resources").symlink_to(REPO / "resources")
-    result = snakemake(workdir)
-    if result.returncode != 0:
-        logs = "\n".join(
-            f"--- {log}\n{log.read_text()[-3000:]}"
-            for log in sorted((workdir / "logs").rglob("*.log"))
-        )
-        pytest.fail(f"workflow failed:\n{result.stderr[-6000:]}\n{logs[-12000:]}")
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def config() -> dict:
-    return yaml.safe_load(CI_CONFIG.read_text())
+def config(ci_run) -> dict:
+    return ci_run.config
 
 
 def test_answer_rows_cover_every_condition(finished_run, config):
@@ -172,8 +143,8 @@ def test_results_report_is_generated_from_the_numbers(finished_run):
     assert "protection on the misaligned share among coherent answers" in report
 
 
-def test_second_run_does_nothing(finished_run):
-    result = snakemake(finished_run, "--dry-run")
+def test_second_run_does_nothing(ci_run):
+    result = ci_run.snakemake("--dry-run")
     assert result.returncode == 0, result.stderr
     assert "Nothing to be done" in result.stdout + result.stderr
 

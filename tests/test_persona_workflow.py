@@ -1,42 +1,36 @@
-"""The persona part of the embedded offline default, run by Snakemake on CPU: both
-constitution personas from prompt expansion through introspection to the combined
-adapter, folded, and the persona check. Checked by content."""
+"""The persona part of the workflow, read from the session's reduced study (fixture
+`ci_run`, tests/configs/ci.yaml): every constitution persona from prompt expansion
+through introspection to the combined adapter, folded, and the persona check.
+Checked by content."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-PERSONAS = ("goodness", "sycophancy")
-MODEL = "smollm2-135m"
+pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.e2e
-def test_offline_persona_pipeline_for_both_personas(tmp_path):
-    (tmp_path / "resources").symlink_to(REPO / "resources")
-    command = [
-        sys.executable, "-m", "snakemake",
-        "--snakefile", str(REPO / "Snakefile"),
-        "--directory", str(tmp_path),
-        "--configfile", str(REPO / "config" / "offline.yaml"),
-        "--cores", "2",
-        f"results/{MODEL}/persona_check.tsv",
-    ]  # fmt: skip
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
-    if result.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-2000:]}" for p in sorted((tmp_path / "logs").rglob("*.log")))
-        pytest.fail(f"workflow failed:\n{result.stderr[-4000:]}\n{logs[-10000:]}")
-    for persona in PERSONAS:
-        root = tmp_path / "results" / MODEL / "persona" / persona
+def constitution_personas(config: dict) -> list[str]:
+    return [name for name, entry in config["personas"].items() if entry["source"] == "constitution"]
+
+
+@pytest.fixture(scope="module")
+def persona_run(ci_run) -> tuple:
+    personas = constitution_personas(ci_run.config)
+    assert personas, "the reduced study trains at least one persona from a constitution"
+    (model,) = ci_run.config["models"]
+    return ci_run.workdir, model, personas, ci_run.config
+
+
+def test_offline_persona_pipeline_for_every_constitution_persona(persona_run):
+    workdir, model, personas, config = persona_run
+    for persona in personas:
+        root = workdir / "results" / model / "persona" / persona
         report = json.loads((root / "pairs_report.json").read_text())
-        assert report["pairs"] > 0 and report["unfinished_policy"] == "trim"
+        unfinished = config["persona_training"]["unfinished_answers"]
+        assert report["pairs"] > 0 and report["unfinished_policy"] == unfinished
         pairs = [json.loads(line) for line in (root / "pairs.jsonl").read_text().splitlines()]
         assert all(p["chosen"][0] == p["rejected"][0] for p in pairs)
         transcripts = [json.loads(line) for line in (root / "introspection.jsonl").read_text().splitlines()]
@@ -47,7 +41,7 @@ def test_offline_persona_pipeline_for_both_personas(tmp_path):
         sft = json.loads((root / "sft" / "adapter" / "persona_training.json").read_text())
         assert sft["data"]["examples"] == len(transcripts)
         assert sft["dpo_adapter_sha256"] == combination["dpo_adapter"]["weights_sha256"]
-    header, *lines = (tmp_path / "results" / MODEL / "persona_check.tsv").read_text().splitlines()
+    header, *lines = (workdir / "results" / model / "persona_check.tsv").read_text().splitlines()
     rows = [dict(zip(header.split("\t"), line.split("\t"), strict=True)) for line in lines]
-    assert sorted(r["persona"] for r in rows) == sorted(PERSONAS)
+    assert sorted(r["persona"] for r in rows) == sorted(personas)
     assert all(float(r["kl_mean"]) > 0 and r["flag"] for r in rows)

@@ -11,30 +11,31 @@ overlay tests/slurm/profile (concurrency and polling only). Checked in `sacct`: 
 non-local job ran as a SLURM job where the profile placed it, GPU rules got a GPU; a
 rerun has nothing to do; a cancelled job is retried and the workflow finishes. The
 synthetic workflow in tests/slurm/workflow checks the machinery in about two minutes;
-the reduced study (tests/configs/ci.yaml) runs the real DAG.
+the reduced study (tests/configs/ci.yaml) runs the real DAG once per session for
+these checks and the content checks of tests/test_e2e.py (fixture `ci_run`,
+tests/ci_run.py).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 import yaml
 
-from tests.slurm.cluster import (
-    ACCOUNT,
-    DEBUG_QOS,
-    SlurmCluster,
-    die_with_parent,
-    missing_requirements,
+from tests.slurm.cluster import ACCOUNT, DEBUG_QOS
+from tests.slurm.runs import (
+    Run,
+    rule_of,
+    run_snakemake,
+    slurm_jobs,
+    snakemake_command,
+    snakemake_env,
+    workflow_rules,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,7 +49,6 @@ FULL_CONFIG = REPO / "config" / "config.yaml"
 SERIAL_MAX_MEM_MB = 30_800
 SERIAL_MAX_MINUTES = 4 * 60
 NODE_MEM_MB = 494_000
-PER_MODEL = "per model"
 PLACEMENT_KEYS = {"executor", "default-resources", "set-resources", "configfile"}
 
 
@@ -95,31 +95,6 @@ def minutes(runtime) -> int:
     from snakemake.resources import Resource
 
     return Resource.parse_human_friendly("runtime", runtime)
-
-
-@functools.cache
-def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
-    """Each rule of the real workflow with its `gpu` and `internet` resources (constant,
-    or PER_MODEL where the value is the model's `gpus`)."""
-    from snakemake.api import ConfigSettings, ResourceSettings, SnakemakeApi
-    from snakemake.settings.types import OutputSettings
-
-    declared = {}
-    with SnakemakeApi(OutputSettings()) as api:
-        workflow = api.workflow(
-            resource_settings=ResourceSettings(),
-            config_settings=ConfigSettings(configfiles=[configfile]),
-            snakefile=REPO / "Snakefile",
-            workdir=REPO,
-        )._workflow
-        for rule in workflow.rules:
-            values = {}
-            for name in ("gpu", "internet"):
-                resource = rule.resources.get(name)
-                evaluable = resource is not None and resource.is_evaluable()
-                values[name] = 0 if resource is None else PER_MODEL if evaluable else resource.value
-            declared[rule.name] = values
-    return declared
 
 
 # ---------------------------------------------------------------- fast tests
@@ -281,107 +256,6 @@ def test_generic_slurm_profile_places_the_same_rules_as_leonardo(leonardo):
 
 
 # ---------------------------------------------------------------- the test cluster
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    reasons = missing_requirements()
-    if reasons:
-        pytest.skip("SLURM test cluster: " + "; ".join(reasons))
-    slurm = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    started = time.monotonic()
-    slurm.start()
-    print(f"test cluster up in {time.monotonic() - started:.0f} s")
-    yield slurm
-    slurm.stop()
-
-
-def snakemake_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
-    env = cluster.env
-    unset = ("PERSONA_EM_QOS", "PERSONA_EM_INTERNET_RULES", "SNAKEMAKE_PROFILE")
-    for name in (*unset, "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        env.pop(name, None)
-    env["PERSONA_EM_ACCOUNT"] = ACCOUNT
-    env.update(extra)
-    return env
-
-
-def snakemake_command(snakefile: Path, configfile: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(snakefile),
-        "--profile",
-        str(LEONARDO),
-        "--profile",
-        str(CI_OVERLAY),
-        "--configfile",
-        str(configfile),
-        *args,
-    ]
-
-
-class Run:
-    """A Snakemake process; stopped with SIGINT (SIGTERM does not stop it while it
-    waits on cluster jobs), then SIGKILL, by its PID only."""
-
-    def __init__(self, argv: list[str], workdir: Path, env: dict[str, str], log: Path):
-        self.log = log
-        self._log_file = open(log, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=env,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # should pytest die, Snakemake gets the SIGINT that makes it cancel its jobs
-            preexec_fn=die_with_parent(signal.SIGINT),
-        )
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.stop()
-            pytest.fail(f"snakemake ran over {timeout:.0f} s:\n{self.tail()}")
-        except BaseException:  # an interrupted test must not leave Snakemake behind
-            self.stop()
-            raise
-        finally:
-            self._log_file.close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        os.kill(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(90)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def tail(self, lines: int = 60) -> str:
-        return "\n".join(self.text().splitlines()[-lines:])
-
-
-def run_snakemake(argv, workdir, env, log, timeout) -> Run:
-    run = Run(argv, workdir, env, log)
-    code = run.wait(timeout)
-    assert code == 0, f"snakemake exited with {code}:\n{run.tail()}"
-    return run
-
-
-def slurm_jobs(cluster: SlurmCluster, since: set[str] = frozenset()) -> list[dict[str, str]]:
-    jobs = cluster.sacct(
-        "JobIDRaw", "Comment", "Partition", "QOS", "Account", "AllocTRES", "State", "Timelimit"
-    )
-    return [job for job in jobs if job["JobIDRaw"] not in since]
-
-
 def gpus(job: dict[str, str]) -> int:
     for item in job["AllocTRES"].split(","):
         if item.startswith("gres/gpu="):
@@ -487,29 +361,7 @@ def test_rerun_has_nothing_to_do(cluster, synthetic):
     assert slurm_jobs(cluster, since=before) == []
 
 
-def wait_for_running(cluster, wanted, before: set[str], timeout: float) -> str:
-    """The id of the first running SLURM job whose comment is `wanted` (a string or
-    a predicate on the comment), not one of `before`."""
-    matches = wanted if callable(wanted) else wanted.__eq__
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = subprocess.run(
-            ["squeue", "-h", "-o", "%i|%k|%T"], env=cluster.env, capture_output=True, text=True
-        ).stdout
-        for line in out.splitlines():
-            job_id, comment, state = line.split("|")
-            if state == "RUNNING" and job_id not in before and matches(comment):
-                return job_id
-        time.sleep(0.5)
-    pytest.fail(f"no running SLURM job matching {wanted} within {timeout:.0f} s")
-
-
 # ---------------------------------------------------------------- the real DAG
-def rule_of(job: dict[str, str]) -> str:
-    """The rule of a SLURM job, from the executor's comment `rule_<rule>[_wildcards_...]`."""
-    return job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
-
-
 def planned_jobs(workdir: Path, env: dict[str, str]) -> dict[str, int]:
     """Jobs per rule of the whole DAG (a forced dry-run), local rules included."""
     result = subprocess.run(
@@ -528,60 +380,24 @@ def planned_jobs(workdir: Path, env: dict[str, str]) -> dict[str, int]:
     }
 
 
-def cancel_a_running_job(cluster, rules: set[str], before: set[str]) -> str:
-    """Cancel the first job of one of `rules` seen running; its id. A job that ends
-    before the cancel reaches it is passed over for the next one."""
-    passed_over = set(before)
-    for _ in range(5):
-        victim = wait_for_running(
-            cluster, lambda comment: rule_of({"Comment": comment}) in rules, passed_over, 900
-        )
-        subprocess.run(["scancel", victim], env=cluster.env, capture_output=True)
-        time.sleep(1)
-        state = subprocess.run(
-            ["squeue", "-h", "--states=all", "-j", victim, "-o", "%T"],
-            env=cluster.env,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        if state == "CANCELLED":
-            return victim
-        passed_over.add(victim)
-    pytest.fail("could not cancel a running GPU job")
-
-
 @pytest.fixture(scope="module")
-def study(cluster, tmp_path_factory):
-    """The reduced study (tests/configs/ci.yaml) through SLURM, GPU rules on the debug
-    QOS; the first GPU job seen running is cancelled and must be retried."""
-    if not CI_CONFIG.exists():
-        pytest.skip(f"{CI_CONFIG} not present")
-    workdir = tmp_path_factory.mktemp("study")
-    # config paths (constitutions, datasets, questions) are relative to the workdir
-    (workdir / "resources").symlink_to(REPO / "resources")
-    env = snakemake_env(cluster, PERSONA_EM_QOS=DEBUG_QOS)
-    gpu_rules = {name for name, res in workflow_rules(CI_CONFIG).items() if res["gpu"]}
-    before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
-    started = time.monotonic()
-    run = Run(snakemake_command(REPO / "Snakefile", CI_CONFIG), workdir, env, workdir / "run.log")
-    try:
-        victim = cancel_a_running_job(cluster, gpu_rules, before)
-        code = run.wait(1800)
-    finally:
-        run.stop()
-    if code != 0:
-        logs = "\n".join(
-            f"--- {log}\n{log.read_text(errors='replace')[-2000:]}"
-            for log in sorted((workdir / "logs").rglob("*.log"))
-        )
-        pytest.fail(f"snakemake exited with {code}:\n{run.tail()}\n{logs[-8000:]}")
-    print(f"reduced study through SLURM in {time.monotonic() - started:.0f} s")
+def study(request):
+    """The session's reduced study (tests/configs/ci.yaml, fixture `ci_run`) as it ran
+    through SLURM: GPU rules on the debug QOS, the first GPU job seen running cancelled
+    and retried. Its content is checked in tests/test_e2e.py."""
+    from tests.ci_run import chosen_mode
+    from tests.slurm.cluster import missing_requirements
+
+    # decided before the run: a session without the cluster does not run the study for a skip
+    if chosen_mode(missing_requirements()) != "slurm":
+        pytest.skip("the session's reduced study runs locally (PERSONA_EM_CI_RUN or no test cluster)")
+    ci_run = request.getfixturevalue("ci_run")
     return {
-        "workdir": workdir,
-        "env": env,
-        "jobs": slurm_jobs(cluster, since=before),
-        "victim": victim,
-        "gpu_rules": gpu_rules,
+        "workdir": ci_run.workdir,
+        "env": ci_run.slurm.env,
+        "jobs": ci_run.slurm.jobs,
+        "victim": ci_run.slurm.victim,
+        "gpu_rules": ci_run.slurm.gpu_rules,
     }
 
 
