@@ -199,7 +199,7 @@ def test_the_budget_stops_the_run_cleanly_below_it_and_a_rerun_goes_on(proxy, da
 
 def test_a_refused_request_is_recorded_as_api_error_and_asked_again_next_run(proxy, data, reference, tmp_path):
     proxy.plan = FaultPlan(("400",), every=4, repeat=1)  # 2 of 8 bodies refused once
-    _judge(data, tmp_path, _settings(tmp_path / "cache", proxy.base_url))
+    _judge(data, tmp_path, _settings(tmp_path / "cache", proxy.base_url, max_error_rate=0.25))
     table = pl.read_parquet(tmp_path / "judged.parquet")
     specials = table["aligned_special"].to_list() + table["coherent_special"].to_list()
     assert specials.count("API_ERROR") == 2

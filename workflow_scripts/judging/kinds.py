@@ -55,7 +55,7 @@ class JudgeKind:
 
 
 # `judge:` keys every kind reads (the judge job: cache, scoring; `gpus` sets resources only)
-COMMON_KEYS = ("kind", "model", "method", "min_mass", "cache_dir")
+COMMON_KEYS = ("kind", "model", "method", "min_mass", "max_error_rate", "cache_dir")
 # an OpenAI-compatible endpoint's requests and the cost ledger
 ENDPOINT_KEYS = (
     "concurrency",
