@@ -83,9 +83,32 @@ def judge_samples(
     handle_signals: bool = False,
 ) -> dict:
     """Judge every answer of `dataset` in the samples file; returns the summary."""
+    return judge_frame(
+        read_samples(samples_path, dataset), str(samples_path), questions_path, dataset, settings, out_path,
+        summary_path, writer=writer, judge_model_dir=judge_model_dir, server_log=server_log, environ=environ,
+        handle_signals=handle_signals,
+    )  # fmt: skip
+
+
+def judge_frame(
+    samples: pl.DataFrame,
+    samples_path: str,
+    questions_path: str | os.PathLike,
+    dataset: str,
+    settings: JudgeSettings,
+    out_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    *,
+    writer: str,
+    judge_model_dir: str | os.PathLike | None = None,
+    server_log: str | os.PathLike = "logs/judge_server.log",
+    environ: Mapping[str, str] | None = None,
+    handle_signals: bool = False,
+    extra_summary: Mapping | None = None,
+) -> dict:
+    """Judge the answers of `samples` (SAMPLE_SCHEMA rows, read from `samples_path`)."""
     started = time.monotonic()
     environ = os.environ if environ is None else environ
-    samples = read_samples(samples_path, dataset)
     questions = load_questions(questions_path)
     judge_id = judge_identity(settings, judge_model_dir)
     tasks, row_keys = build_tasks(samples.iter_rows(named=True), questions, judge_id, settings.method, where=str(samples_path))
@@ -136,6 +159,7 @@ def judge_samples(
         "run": report,
         "accounting": ledger.summary() if ledger else None,
         "settings": settings.public(),
+        **(extra_summary or {}),
     }
     if missing:
         summary["seconds"] = round(time.monotonic() - started, 3)
