@@ -10,12 +10,14 @@ primary's. A verdict *holds* where every secondary judge gives the primary's ver
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import polars as pl
 
 from workflow_scripts.core.misalignment import coherence_filter, with_misaligned
 from workflow_scripts.core.schema import ANALYSIS_SCHEMA, check_columns, prompt_variant
+from workflow_scripts.judging.agreement import COLUMNS as AGREEMENT_COLUMNS
 from workflow_scripts.stats.answers import ONE_ANSWER, one_judgement_per_answer
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, build_design
 from workflow_scripts.stats.comparisons import persona_comparisons
@@ -144,3 +146,11 @@ def _loa(row: dict) -> str:
     if row.get("loa_low") is None:
         return ""
     return f"[{num(row['loa_low'], 1)}, {num(row['loa_high'], 1)}]"
+
+
+def judges_section(robustness_path: str | Path, agreement_paths: Sequence[str | Path]) -> str:
+    """The RESULTS.md section from the robustness table and the agreement tables."""
+    robustness = pl.read_csv(robustness_path, schema_overrides=COLUMNS)
+    agreements = [pl.read_csv(p, schema_overrides=AGREEMENT_COLUMNS) for p in agreement_paths]
+    agreement = pl.concat(agreements, how="vertical_relaxed") if agreements else None
+    return robustness_section(robustness, agreement)
