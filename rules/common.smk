@@ -442,9 +442,9 @@ def missing_judge_key(jobs):
 onstart:
     # Before any job (and never on a dry-run): a remote judge without its key would
     # otherwise fail only after hours of training and sampling.
-    key_env = missing_judge_key(workflow.dag.needrun_jobs()) or missing_secondary_judge_key(
+    key_env = missing_judge_key(
         workflow.dag.needrun_jobs()
-    )
+    ) or missing_secondary_judge_key(workflow.dag.needrun_jobs())
     if key_env:
         raise WorkflowError(
             f"{CONFIG_FILES[0]}: judge.api_key_env: the environment variable {key_env} "
@@ -546,14 +546,20 @@ def judges_targets():
     (the grid's own answers only: an import has no samples to judge again)."""
     if not SECONDARY_JUDGES or IMPORTING:
         return []
-    return [JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES] + [JUDGE_ROBUSTNESS]
+    return [JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES] + [
+        JUDGE_ROBUSTNESS
+    ]
 
 
 def missing_secondary_judge_key(jobs):
     """The API key variable a remote secondary judge needs, if its jobs are due and it is unset."""
-    due = {job.wildcards.get("judge") for job in jobs if job.rule.name == "judge_secondary"}
+    due = {
+        job.wildcards.get("judge") for job in jobs if job.rule.name == "judge_secondary"
+    }
     for name in sorted(j for j in due if j):
-        judge, kind = SECONDARY_JUDGES[name], judge_kind(SECONDARY_JUDGES[name].judge["kind"])
+        judge, kind = SECONDARY_JUDGES[name], judge_kind(
+            SECONDARY_JUDGES[name].judge["kind"]
+        )
         key_env = judge.settings().api_key_env
         if kind.api_key and key_env and not os.environ.get(key_env):
             return key_env
@@ -667,7 +673,9 @@ def results_report_inputs(wildcards):
         inputs["h4_tests"] = table_path("h4_tests")
     if judges_targets():
         inputs["judges"] = JUDGE_ROBUSTNESS
-        inputs["agreement"] = [JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES]
+        inputs["agreement"] = [
+            JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES
+        ]
     return inputs
 
 
