@@ -495,14 +495,32 @@ def secondary_judge_env(wildcards):
     return f"../envs/{_secondary(wildcards)[1].env}.yaml"
 
 
-def secondary_judge_gpus(wildcards):
-    judge, kind = _secondary(wildcards)
+def _secondary_gpus(name):
+    judge = SECONDARY_JUDGES[name]
     gpus = judge.judge.get("gpus")
-    return gpus if gpus is not None else kind.gpus
+    return gpus if gpus is not None else judge_kind(judge.judge["kind"]).gpus
 
 
-def secondary_judge_internet(wildcards):
-    return int(_secondary(wildcards)[1].internet)
+def _secondary_internet(name):
+    return int(judge_kind(SECONDARY_JUDGES[name].judge["kind"]).internet)
+
+
+def _per_secondary_judge(value, none):
+    """A constant where every secondary judge has the same value (so the profiles and
+    their checks see a plain number), else a function of the judge wildcard."""
+    values = {value(name) for name in SECONDARY_JUDGES}
+    if len(values) <= 1:
+        return values.pop() if values else none
+    return lambda wc: value(wc.judge)
+
+
+def secondary_judge_gpus():
+    return _per_secondary_judge(_secondary_gpus, 0)
+
+
+def secondary_judge_internet():
+    # none configured: as the full study's API judge, on a partition with internet
+    return _per_secondary_judge(_secondary_internet, 1)
 
 
 def secondary_judged_files(judge):

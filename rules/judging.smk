@@ -61,8 +61,8 @@ rule judge_secondary:
         secondary_judge_env
     threads: 4
     resources:
-        gpu=secondary_judge_gpus,
-        internet=secondary_judge_internet,
+        gpu=secondary_judge_gpus(),
+        internet=secondary_judge_internet(),
         mem_mb=gpu_mem(16_000),
         runtime=hours(4),
     params:
