@@ -134,3 +134,14 @@ def test_a_new_snapshot_never_mixes_with_the_cached_judgements_of_the_old(endpoi
 )
 def test_content_filter_refusals_are_told_from_other_refusals(status, body, expected):
     assert is_content_filter(status, body) is expected
+
+
+def test_the_error_budget_reaches_the_judge_job_only_where_it_is_not_the_default():
+    from workflow_scripts.core.defaults import schema_defaults
+    from workflow_scripts.judging.kinds import GATE_KEYS, judge_kind
+
+    assert GATE_KEYS == {k: schema_defaults("judge")[k] for k in GATE_KEYS}
+    local = judge_kind("local")
+    judge = {"kind": "local", "model": "m", "min_mass": 0.25, "max_error_rate": 0.01}
+    assert "max_error_rate" not in local.used_settings(judge)  # finished jobs rerun for nothing
+    assert local.used_settings({**judge, "max_error_rate": 0.05})["max_error_rate"] == 0.05
