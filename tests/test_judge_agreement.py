@@ -108,3 +108,13 @@ def test_agreement_table_has_every_metric_overall_and_per_condition_with_enough_
     per = table.filter(pl.col("scope") == "condition")
     assert set(per["persona"]) == {"baseline"}  # goodness has 1 pair of 2 answers < 3
     assert per.height == 3
+
+
+def test_the_interval_alpha_is_krippendorffs_on_continuous_scores():
+    import krippendorff
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 100, 60)
+    b = np.clip(a + rng.normal(0, 15, 60), 0, 100)
+    expected = krippendorff.alpha(reliability_data=np.vstack([a, b]), level_of_measurement="interval")
+    assert metric_agreement(a, b)["krippendorff_alpha"] == pytest.approx(expected)

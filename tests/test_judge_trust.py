@@ -140,7 +140,7 @@ def test_the_error_budget_reaches_the_judge_job_only_where_it_is_not_the_default
     from workflow_scripts.core.defaults import schema_defaults
     from workflow_scripts.judging.kinds import GATE_KEYS, judge_kind
 
-    assert GATE_KEYS == {k: schema_defaults("judge")[k] for k in GATE_KEYS}
+    assert {k: schema_defaults("judge")[k] for k in GATE_KEYS} == GATE_KEYS
     local = judge_kind("local")
     judge = {"kind": "local", "model": "m", "min_mass": 0.25, "max_error_rate": 0.01}
     assert "max_error_rate" not in local.used_settings(judge)  # finished jobs rerun for nothing

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import krippendorff
 import numpy as np
 import polars as pl
 from scipy import stats
@@ -60,10 +59,21 @@ def metric_agreement(primary: Sequence[float], secondary: Sequence[float]) -> di
         if np.ptp(a) > 0 and np.ptp(b) > 0:
             out["spearman"] = _nan_to_none(stats.spearmanr(a, b).statistic)
         if np.ptp(np.concatenate([a, b])) > 0:
-            out["krippendorff_alpha"] = _nan_to_none(
-                krippendorff.alpha(reliability_data=np.vstack([a, b]), level_of_measurement="interval")
-            )
+            out["krippendorff_alpha"] = _nan_to_none(interval_alpha(a, b))
     return out
+
+
+def interval_alpha(primary: np.ndarray, secondary: np.ndarray) -> float:
+    """Krippendorff's alpha, interval level, of two judges who both scored every unit:
+    1 - D_o / D_e, with D_o the mean squared difference within units and D_e over all
+    pairs of the 2n values. The closed form of `krippendorff.alpha` for this case, whose
+    coincidence matrix over distinct values (continuous scores: thousands) does not fit
+    in memory."""
+    values = np.concatenate([primary, secondary])
+    total = len(values)
+    observed = 2 * float(((primary - secondary) ** 2).sum()) / total
+    expected = 2 * (total * float((values**2).sum()) - float(values.sum()) ** 2) / (total * (total - 1))
+    return 1 - observed / expected if expected > 0 else float("nan")
 
 
 def cohens_kappa(primary: Sequence[bool], secondary: Sequence[bool]) -> dict:
