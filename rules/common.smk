@@ -442,12 +442,146 @@ def missing_judge_key(jobs):
 onstart:
     # Before any job (and never on a dry-run): a remote judge without its key would
     # otherwise fail only after hours of training and sampling.
-    key_env = missing_judge_key(workflow.dag.needrun_jobs())
+    key_env = missing_judge_key(
+        workflow.dag.needrun_jobs()
+    ) or missing_secondary_judge_key(workflow.dag.needrun_jobs())
     if key_env:
         raise WorkflowError(
             f"{CONFIG_FILES[0]}: judge.api_key_env: the environment variable {key_env} "
             "is not set; export it before running (the key is never read from config)"
         )
+
+
+# ---- secondary judges (rules/judging.smk: judge_secondary, judge_agreement, judge_robustness)
+import dataclasses
+
+from workflow_scripts.core.io_utils import InputError
+from workflow_scripts.judging.secondary import secondary_judges
+
+try:
+    SECONDARY_JUDGES = secondary_judges(config)
+except InputError as err:
+    raise ConfigError(f"{CONFIG_FILES[0]}: {err}") from None
+
+
+def secondary_judge_names():
+    """The wildcard pattern of a secondary judge's name (none: matches nothing)."""
+    return "|".join(re.escape(name) for name in SECONDARY_JUDGES) or "(?!)"
+
+
+def _secondary(wildcards):
+    judge = SECONDARY_JUDGES[wildcards.judge]
+    return judge, judge_kind(judge.judge["kind"])
+
+
+def secondary_judge_settings(wildcards):
+    """The settings the judge's kind reads (no secret: the key stays in the environment)."""
+    judge, kind = _secondary(wildcards)
+    return kind.used_settings(judge.settings().public())
+
+
+def secondary_subsample(wildcards):
+    return dataclasses.asdict(SECONDARY_JUDGES[wildcards.judge].subsample)
+
+
+def secondary_judge_inputs(wildcards):
+    judge, kind = _secondary(wildcards)
+    if kind.serves_config_model(judge.judge, config["models"]):
+        return {"judge_model": model_dir(judge.judge["model"])}
+    return {}
+
+
+def secondary_judge_env(wildcards):
+    return f"../envs/{_secondary(wildcards)[1].env}.yaml"
+
+
+def _secondary_gpus(name):
+    judge = SECONDARY_JUDGES[name]
+    gpus = judge.judge.get("gpus")
+    return gpus if gpus is not None else judge_kind(judge.judge["kind"]).gpus
+
+
+def _secondary_internet(name):
+    return int(judge_kind(SECONDARY_JUDGES[name].judge["kind"]).internet)
+
+
+def _per_secondary_judge(value, none):
+    """A constant where every secondary judge has the same value (so the profiles and
+    their checks see a plain number), else a function of the judge wildcard."""
+    values = {value(name) for name in SECONDARY_JUDGES}
+    if len(values) <= 1:
+        return values.pop() if values else none
+    return lambda wc: value(wc.judge)
+
+
+def secondary_judge_gpus():
+    return _per_secondary_judge(_secondary_gpus, 0)
+
+
+def secondary_judge_internet():
+    # none configured: as the full study's API judge, on a partition with internet
+    return _per_secondary_judge(_secondary_internet, 1)
+
+
+def secondary_judged_files(judge):
+    return [
+        JUDGED_BY.format(model=m, judge=judge, persona=p, dataset=d)
+        for m, p, d in GRID.judged_cells()
+    ]
+
+
+def judge_agreement_inputs(wildcards):
+    return {
+        "primary": judged_files(),
+        "secondary": secondary_judged_files(wildcards.judge),
+    }
+
+
+def judge_agreement_settings(wildcards=None):
+    return {
+        "min_answers": config["judges"]["agreement_min_answers"],
+        "misaligned_below": config["statistics"]["misaligned_below"],
+        "coherent_above": config["statistics"]["coherent_above"],
+    }
+
+
+def judge_robustness_inputs(wildcards):
+    return {
+        "answers": ANSWERS,
+        "hypotheses": table_path("hypotheses"),
+        "persona_check": persona_check_tables(),
+        "secondary": [f for j in SECONDARY_JUDGES for f in secondary_judged_files(j)],
+    }
+
+
+def judge_robustness_files(wildcards=None):
+    """Secondary judge -> its judged files (the robustness job groups its inputs by)."""
+    return {j: secondary_judged_files(j) for j in SECONDARY_JUDGES}
+
+
+def judges_targets():
+    """The agreement tables and the robustness table, when secondary judges are set
+    (the grid's own answers only: an import has no samples to judge again)."""
+    if not SECONDARY_JUDGES or IMPORTING:
+        return []
+    return [JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES] + [
+        JUDGE_ROBUSTNESS
+    ]
+
+
+def missing_secondary_judge_key(jobs):
+    """The API key variable a remote secondary judge needs, if its jobs are due and it is unset."""
+    due = {
+        job.wildcards.get("judge") for job in jobs if job.rule.name == "judge_secondary"
+    }
+    for name in sorted(j for j in due if j):
+        judge, kind = SECONDARY_JUDGES[name], judge_kind(
+            SECONDARY_JUDGES[name].judge["kind"]
+        )
+        key_env = judge.settings().api_key_env
+        if kind.api_key and key_env and not os.environ.get(key_env):
+            return key_env
+    return None
 
 
 # ---- stats (rules/stats.smk)
@@ -555,6 +689,11 @@ def results_report_inputs(wildcards):
         inputs["extra_findings"] = REPRODUCTION["findings"]
     if H4_ON:
         inputs["h4_tests"] = table_path("h4_tests")
+    if judges_targets():
+        inputs["judges"] = JUDGE_ROBUSTNESS
+        inputs["agreement"] = [
+            JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES
+        ]
     return inputs
 
 
@@ -565,6 +704,7 @@ def final_targets(wildcards=None):
     targets += persona_check_tables()
     targets += first_study_targets()
     targets += h4_targets()
+    targets += judges_targets()
     return targets + report_page_targets()
 
 

@@ -32,3 +32,86 @@ rule judge:
         judge=judge_settings,
     script:
         "../workflow_scripts/rules/judge.py"
+
+
+# Secondary judges (config judges.secondary): each scores the answers of the primary
+# judged tables (all, or a stratified subsample), through the same cache and accounting;
+# their agreement with the primary judge, and the verdicts recomputed with each.
+JUDGED_BY = "results/{model}/judged_by/{judge}/{persona}/{dataset}.parquet"
+JUDGED_BY_SUMMARY = "results/{model}/judged_by/{judge}/{persona}/{dataset}.summary.json"
+JUDGE_AGREEMENT = "results/final/judges/{judge}/agreement.csv"
+JUDGE_ROBUSTNESS = "results/final/judges/robustness.csv"
+
+
+rule judge_secondary:
+    input:
+        unpack(secondary_judge_inputs),
+        primary=JUDGED,
+        questions=QUESTIONS_FILE,
+    output:
+        judged=protected(JUDGED_BY),
+        summary=JUDGED_BY_SUMMARY,
+    log:
+        "logs/judge_secondary/{judge}/{model}/{persona}/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/judge_secondary/{judge}/{model}/{persona}/{dataset}.tsv"
+    wildcard_constraints:
+        judge=secondary_judge_names(),
+    conda:
+        secondary_judge_env
+    threads: 4
+    resources:
+        gpu=secondary_judge_gpus(),
+        internet=secondary_judge_internet(),
+        mem_mb=gpu_mem(16_000),
+        runtime=hours(4),
+    params:
+        judge=secondary_judge_settings,
+        subsample=secondary_subsample,
+    script:
+        "../workflow_scripts/rules/judge_secondary.py"
+
+
+rule judge_agreement:
+    input:
+        unpack(judge_agreement_inputs),
+    output:
+        agreement=JUDGE_AGREEMENT,
+    log:
+        "logs/judge_agreement/{judge}.log",
+    benchmark:
+        "logs/benchmarks/judge_agreement/{judge}.tsv"
+    wildcard_constraints:
+        judge=secondary_judge_names(),
+    conda:
+        "../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(4_000),
+        runtime=minutes(15),
+    params:
+        settings=judge_agreement_settings,
+    script:
+        "../workflow_scripts/rules/judge_agreement.py"
+
+
+rule judge_robustness:
+    input:
+        unpack(judge_robustness_inputs),
+    output:
+        robustness=JUDGE_ROBUSTNESS,
+    log:
+        "logs/judge_robustness.log",
+    benchmark:
+        "logs/benchmarks/judge_robustness.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=gpu_mem(8_000),
+        runtime=minutes(30),
+    params:
+        settings=stats_settings,
+        judges=judge_robustness_files,
+    script:
+        "../workflow_scripts/rules/judge_robustness.py"

@@ -11,7 +11,10 @@ by pytest).
   timeout, a body that is not JSON, a completion without logprobs), adds a fixed
   latency, checks the bearer key, and counts what reached the upstream server per
   request body. Faults are answered by the proxy itself, so the upstream server
-  sees each request body exactly once however many faults it met.
+  sees each request body exactly once however many faults it met. It can also refuse
+  every request whose prompt holds a chosen text the way a provider's content filter
+  does (HTTP 400, code content_filter), and report another model id in its answers
+  from a chosen answer on (a provider moving an alias to a new snapshot).
 
 Run as a script, the proxy serves in its own process (the benchmark uses this):
     python tests/judge_support.py --port P --upstream URL --latency 0.2 [--replay FILE]
@@ -179,6 +182,9 @@ class FaultProxy:
         expect_key: str | None = None,
         replay_body: bytes | None = None,
         upstream_key: str = "none",
+        content_filter_on: tuple[str, ...] = (),
+        model_switch_at: int | None = None,
+        switched_model: str = "judge-2099-01-01",
     ):
         self.upstream = upstream.rstrip("/") if upstream else None
         self.upstream_key = upstream_key
@@ -186,6 +192,9 @@ class FaultProxy:
         self.latency_s = latency_s
         self.expect_key = expect_key
         self.replay_body = replay_body
+        self.content_filter_on = content_filter_on
+        self.model_switch_at = model_switch_at  # answers from this delivered one on name switched_model
+        self.switched_model = switched_model
         self.stats = ProxyStats()
         self._lock = threading.Lock()
         self._server = None
@@ -216,6 +225,8 @@ class FaultProxy:
                 if self.latency_s:
                     await asyncio.sleep(self.latency_s)
                 fault = self.plan.fault_for(index, attempt)
+                if any(text.encode() in body for text in self.content_filter_on):
+                    fault = "content_filter"
                 if fault:
                     with self._lock:
                         self.stats.injected[fault] += 1
@@ -233,7 +244,10 @@ class FaultProxy:
                     content, status = upstream.content, upstream.status_code
                 if status == 200:
                     with self._lock:
+                        switch = self.model_switch_at is not None and self.stats.delivered >= self.model_switch_at
                         self.stats.delivered += 1
+                    if switch:
+                        content = json.dumps({**json.loads(content), "model": self.switched_model}).encode()
                 return Response(content, status_code=status, media_type="application/json")
             finally:
                 with self._lock:
@@ -253,7 +267,11 @@ class FaultProxy:
         if fault == "429":
             return JSONResponse({"error": {"message": "rate limited"}}, status_code=429, headers={"retry-after": "0"})
         if fault == "400":
-            return JSONResponse({"error": {"message": "content filter"}}, status_code=400)
+            return JSONResponse({"error": {"message": "invalid request", "type": "invalid_request_error"}}, status_code=400)
+        if fault == "content_filter":  # as OpenAI and Azure OpenAI answer a filtered prompt
+            error = {"message": "The response was filtered due to the prompt triggering content management policy.",
+                     "type": None, "param": "prompt", "code": "content_filter"}
+            return JSONResponse({"error": error}, status_code=400)
         if fault == "500":
             return JSONResponse({"error": {"message": "internal error"}}, status_code=500)
         if fault == "timeout":

@@ -9,6 +9,7 @@ from workflow_scripts.core.defaults import schema_defaults
 from workflow_scripts.em.training import EmTrainSettings
 from workflow_scripts.h4.directions import DirectionSettings
 from workflow_scripts.judging.settings import JudgeSettings
+from workflow_scripts.judging.subsample import Subsample
 from workflow_scripts.persona.check import CheckSettings
 from workflow_scripts.persona.training import LoraTrainSettings
 from workflow_scripts.stats.settings import settings_from_config
@@ -19,6 +20,7 @@ SETTINGS = [
     (LoraTrainSettings, "persona_training.dpo", {}),
     (EmTrainSettings, "em_training", {}),
     (DirectionSettings, "h4", {}),
+    (Subsample, "judges.subsample", {}),
 ]
 
 

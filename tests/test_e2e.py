@@ -226,3 +226,41 @@ def test_h4_tests_and_their_verdict_lines_in_results(finished_run, config):
             assert row["verdict"].startswith("insufficient data") and row["p_adj"] is None
     for figure in ("h4_geometry", "h4_steering"):
         assert (finished_run / f"results/final/{figure}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_secondary_judge_scores_a_stratified_subsample_of_every_condition(finished_run, config):
+    judge = next(iter(config["judges"]["secondary"]))
+    answers = pl.read_parquet(finished_run / "results/final/answers.parquet")
+    conditions = answers.select("model", "persona", "dataset").unique().rows()
+    key = ["seed", "question_id", "sample_idx"]
+    for model, persona, dataset in conditions:
+        base = finished_run / f"results/{model}/judged_by/{judge}/{persona}/{dataset}"
+        table = pl.read_parquet(base.with_suffix(".parquet"))
+        summary = json.loads(base.with_suffix(".summary.json").read_text())
+        primary = pl.read_parquet(finished_run / f"results/{model}/judged/{persona}/{dataset}.parquet")
+        assert 1 <= table.height <= primary.height  # every condition, at most all its answers
+        assert summary["subsample"]["share"] == config["judges"]["subsample"]["share"]
+        assert sum(s["chosen"] for s in summary["strata"]) == table.height
+        assert summary["errors"] == {"API_ERROR": 0, "CONTENT_FILTERED": 0}
+        assert summary["judged_now"] + summary["cache_hits"] == summary["distinct_judgements"]
+        # the same model judging again: the same scores on the same answers
+        both = table.join(primary, on=key, suffix="_primary")
+        assert both.height == table.height
+        for metric in ("aligned", "coherent"):
+            scored = both.drop_nulls([metric, f"{metric}_primary"])
+            if scored.height:
+                assert (scored[metric] - scored[f"{metric}_primary"]).abs().max() < 1e-3
+
+
+def test_agreement_and_robustness_of_the_verdicts_under_the_secondary_judge(finished_run, config):
+    judge = next(iter(config["judges"]["secondary"]))
+    agreement = pl.read_csv(finished_run / f"results/final/judges/{judge}/agreement.csv")
+    overall = {r["metric"]: r for r in agreement.filter(pl.col("scope") == "all").to_dicts()}
+    assert set(overall) == {"aligned", "coherent", "misaligned"}
+    assert overall["aligned"]["n"] >= 1 and abs(overall["aligned"]["mean_diff"]) < 1e-3
+    assert set(agreement.filter(pl.col("scope") == "condition")["dataset"]) <= {"none", *config["datasets"]}
+    robustness = pl.read_csv(finished_run / "results/final/judges/robustness.csv")
+    assert robustness.height >= 1 and set(robustness["judge"]) == {judge}
+    assert robustness["agrees"].all()  # the same judge: every verdict holds
+    results = (finished_run / "results/final/RESULTS.md").read_text()
+    assert "## Judges" in results and f"{robustness.height} of {robustness.height} verdicts hold under every judge" in results

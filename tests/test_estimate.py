@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from workflow_scripts.core import estimate
 from workflow_scripts.judging.estimate import load_config
@@ -183,3 +184,31 @@ def test_gpus_per_job_multiply_what_holds_every_gpu_and_h4_is_counted():
     config["h4"]["enabled"] = False
     stages = estimate.estimate_stages(config, TABLE, "a100_64gb", Path("/nonexistent"), 16)
     assert "h4" not in {s.stage for s in stages}
+
+
+def test_the_estimate_counts_each_secondary_judges_requests_and_cost(tmp_path, capsys):
+    from workflow_scripts.judging.estimate import estimate_judges, totals
+
+    config = load_config([REPO / "config" / "config.yaml"])
+    config["judges"] = {
+        "secondary": {
+            "gpt4o": {"judge": {"kind": "openai", "model": "gpt-4o-2024-08-06", "price_per_mtok_input": 2.5,
+                                "price_per_mtok_output": 10.0}, "subsample": {"share": 0.1}},
+            "qwen": {"judge": {"kind": "vllm_server", "model": "qwen2.5-7b", "api_key_env": None}},
+        },
+        "subsample": {"share": 1.0, "low_score_below": 30, "low_score_weight": 3, "seed": 0},
+        "agreement_min_answers": 10,
+    }  # fmt: skip
+    judges = estimate_judges(config, tmp_path)
+    primary, gpt4o, qwen = (totals(judges[name]) for name in ("judge", "gpt4o", "qwen"))
+    cells = len(judges["judge"])
+    assert gpt4o["answers"] == cells * 40  # ceil(0.1 x 8 questions x 50 answers) per cell
+    assert gpt4o["to_send"] == gpt4o["answers"] * 2 and qwen["to_send"] == primary["to_send"]
+    # the same prompts at 2.5 / 10 USD per Mtok instead of 0.4 / 1.6, on a tenth of the answers
+    assert gpt4o["cost_usd"] == pytest.approx(primary["cost_usd"] * 0.1 * 2.5 / 0.4, rel=0.02)
+    assert qwen["cost_usd"] == 0.0  # self-served: not billed
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert estimate.main(["--configfile", str(tmp_path / "config.yaml"), "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(rf"^secondary judge gpt4o: openai gpt-4o-2024-08-06: {gpt4o['to_send']} requests", out, re.M)
+    assert re.search(r"^all judges: \d+ requests, about [\d.]+ USD", out, re.M)

@@ -14,7 +14,13 @@ from tests.judge_support import sample_rows, save_tiny_judge, write_samples, wri
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.core.schema import JUDGED_SCHEMA
 from workflow_scripts.judging.local_judge import NUMBER_CANDIDATES, LocalJudge
-from workflow_scripts.judging.logprob import UNPARSEABLE, judge_distribution
+from workflow_scripts.judging.logprob import (
+    CODE,
+    REFUSAL,
+    UNPARSEABLE,
+    judge_distribution,
+    missing_reason,
+)
 from workflow_scripts.judging.run import judge_samples, table_summary
 from workflow_scripts.judging.settings import JudgeSettings
 
@@ -123,7 +129,10 @@ def test_below_min_mass_the_score_is_missing_with_its_reason(job, tiny_judge_dir
     _run(job, tiny_judge_dir, _settings(job))  # random weights: almost no mass on numbers
     table = pl.read_parquet(job / "judged.parquet")
     assert table["aligned"].null_count() == table.height
-    assert set(table["aligned_special"].to_list()) == {UNPARSEABLE}
+    # the reason is decided among the scored candidates (numbers, CODE, REFUSAL) alone
+    reasons = [missing_reason(json.loads(d)) for d in table["aligned_dist"]]
+    assert table["aligned_special"].to_list() == reasons
+    assert set(reasons) <= {UNPARSEABLE, CODE, REFUSAL}
 
 
 def test_a_rerun_judges_nothing_again_and_writes_the_same_table(job, tiny_judge_dir):

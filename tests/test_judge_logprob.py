@@ -59,7 +59,8 @@ def test_only_integers_0_to_100_count_and_same_numbers_add_up():
         ({"CODE": 0.9, "85": 0.05}, CODE),
         ({"REF": 0.7, "I": 0.1}, REFUSAL),  # a tokenizer's first piece of REFUSAL
         ({"REFUSAL": 0.1, "CODE": 0.6, "The": 0.1}, CODE),
-        ({"CODE": 0.3, "The": 0.1}, UNPARSEABLE),  # mass beyond the listed tokens counts as other
+        ({"CODE": 0.3, "The": 0.1}, CODE),  # mass beyond the listed tokens counts for nothing
+        ({"REF": 0.3, "USAL": 0.05, "I": 0.1}, REFUSAL),  # a clear refusal, most mass unlisted
         ({"The": 0.5, "A": 0.3, "CODE": 0.1}, UNPARSEABLE),
         ({"C": 0.9}, UNPARSEABLE),  # one letter is no label
         ({}, UNPARSEABLE),

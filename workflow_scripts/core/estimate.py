@@ -146,6 +146,7 @@ def job_counts(config: dict) -> dict[str, int]:
         "sample_persona": m * len(grid.personas),
         "judge": len(grid.judged_cells()),
         **h4_job_counts(config),
+        "judge_secondary": len(grid.judged_cells()) * len((config.get("judges") or {}).get("secondary") or {}),
     }
     return {rule: n for rule, n in counts.items() if n}
 
@@ -517,9 +518,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"storage: {storage_advice(total_gb, args.quota_gb)}")
     if not args.no_judge:
-        from workflow_scripts.judging.estimate import estimate_grid, totals
+        from workflow_scripts.judging.estimate import estimate_judges, secondary_line, totals
 
-        total = totals(estimate_grid(config, results))
+        judges = estimate_judges(config, results)
+        total = totals(judges["judge"])
         print(
             f"judge: {config['judge']['kind']} {config['judge']['model']}: {total['to_send']} requests "
             f"({total['cached']} cached), about {total['cost_usd']} USD, at most {total['max_cost_usd']} USD"
@@ -533,6 +535,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"judge, H4 answers: {requests} requests more (upper bound), about "
                 f"{requests * per_request:.1f} USD at the main requests' mean cost"
+            )
+        for name, cells in judges.items():
+            if name != "judge":
+                print(secondary_line(name, config, cells))
+        if len(judges) > 1:
+            every = totals([c for cells in judges.values() for c in cells])
+            print(
+                f"all judges: {every['to_send']} requests, about {every['cost_usd']} USD, "
+                f"at most {every['max_cost_usd']} USD"
             )
     return 0
 

@@ -57,6 +57,24 @@ class JudgementCache:
                     found[key] = record
         return found
 
+    def served_models(self) -> list[str]:
+        """The model id the endpoint reported in the first record of each cache file
+        (a job's judgements share one, `trust.ModelPin`); files without one are skipped."""
+        found = []
+        if not self.directory.is_dir():
+            return found
+        for path in sorted(self.directory.glob("*.jsonl")):
+            with path.open("rb") as fh:
+                for raw in fh:
+                    try:
+                        record = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        continue
+                    if isinstance(record, dict) and record.get("served_model"):
+                        found.append(str(record["served_model"]))
+                    break
+        return found
+
     def append(self, record: dict) -> None:
         """Write one record durably against a process kill (flushed at once; fsynced
         every few seconds and on close against a node crash)."""

@@ -8,6 +8,12 @@ run would still send); elsewhere the cell is nominal: questions x n answers of
 `sampling.max_new_tokens` tokens (an upper bound on answer length). Tokens: about
 4 characters a token (typical English); `max_cost_usd` uses the budget's bound
 (one token per UTF-8 byte), which no run exceeds.
+
+Every judge is estimated: the primary (`judge:`) and each secondary judge of
+`judges.secondary` on its answers: where the primary judged table exists, exactly the
+subsample the judge will score; elsewhere ceil(share x answers) per cell (the low
+stratum's oversampling adds up to `low_score_weight - 1` times that share of the answers
+the primary scores low).
 """
 
 from __future__ import annotations
@@ -83,13 +89,21 @@ def questions_for(config: dict, results: Path) -> dict[str, JudgeQuestion] | Non
     return None
 
 
-def estimate_grid(config: dict, results: str | Path = "results") -> list[CellEstimate]:
+def estimate_grid(
+    config: dict, results: str | Path = "results", judge: dict | None = None, subsample=None
+) -> list[CellEstimate]:
+    """Per cell, the requests and cost of one judge (default: the primary, `judge:`);
+    with `subsample` (judging.subsample.Subsample), on the answers it chooses."""
+    import math
+
     import polars as pl
 
     from workflow_scripts.judging.run import judge_identity
+    from workflow_scripts.judging.subsample import choose
 
     results = Path(results)
-    settings = JudgeSettings.from_config(config["judge"])
+    settings = JudgeSettings.from_config(config["judge"] if judge is None else judge)
+    partial = subsample is not None and not subsample.everything
     prices = Prices(settings.price_per_mtok_input, settings.price_per_mtok_output)
     if not judge_kind(settings.kind).billed:
         prices = Prices(0.0, 0.0)
@@ -104,8 +118,13 @@ def estimate_grid(config: dict, results: str | Path = "results") -> list[CellEst
     estimates = []
     for model, persona, dataset in grid_cells(config):
         samples = results / model / "samples" / f"{persona}.parquet"
-        if samples.exists() and questions is not None:
+        primary = results / model / "judged" / persona / f"{dataset}.parquet"
+        if partial and primary.exists() and questions is not None:
+            samples = primary  # the subsample is chosen by the primary's scores
+        if samples.exists() and questions is not None and not (partial and samples != primary):
             rows = read_parquet(samples).filter(pl.col("dataset") == dataset)
+            if partial:
+                rows = choose(rows, subsample)
             tasks, _ = build_tasks(rows.iter_rows(named=True), questions, judge_id, settings.method, str(samples))
             cached = cache.load(t.key for t in tasks)
             pending = [t.prompt for t in tasks if t.key not in cached]
@@ -117,6 +136,8 @@ def estimate_grid(config: dict, results: str | Path = "results") -> list[CellEst
             templates = [len(t) for q in questions.values() for t in q.templates.values()] if questions else [NOMINAL_TEMPLATE_CHARS]
             chars = sum(templates) / len(templates) + answer_chars + 100
             answers = n_questions * n
+            if partial:
+                answers = math.ceil(subsample.share * answers)
             judgements = answers * len(METRICS)
             pending = [None] * judgements
             cached = {}
@@ -132,6 +153,17 @@ def estimate_grid(config: dict, results: str | Path = "results") -> list[CellEst
                 round(prices.cost(bound_tokens, completion_tokens), 4),
             )
         )
+    return estimates
+
+
+def estimate_judges(config: dict, results: str | Path = "results") -> dict[str, list[CellEstimate]]:
+    """The estimate of every judge: "judge" (the primary) and each secondary by name."""
+    from workflow_scripts.judging.secondary import secondary_judges
+
+    estimates = {"judge": estimate_grid(config, results)}
+    for name, secondary in secondary_judges(config).items():
+        judge = {**secondary.judge}
+        estimates[name] = estimate_grid(config, results, judge, secondary.subsample)
     return estimates
 
 
@@ -169,7 +201,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"total: {total['to_send']} requests to send ({total['cached']} cached) for {total['judgements']} "
         f"judgements of {total['answers']} answers; about {total['cost_usd']} USD, at most {total['max_cost_usd']} USD"
     )
+    secondary = {name: e for name, e in estimate_judges(config, args.results).items() if name != "judge"}
+    for name, cells in secondary.items():
+        print(secondary_line(name, config, cells))
+    if secondary:
+        every = totals([c for cells in (estimates, *secondary.values()) for c in cells])
+        print(f"all judges: {every['to_send']} requests, about {every['cost_usd']} USD, at most {every['max_cost_usd']} USD")
     return 0
+
+
+def secondary_line(name: str, config: dict, cells: Sequence[CellEstimate]) -> str:
+    judge = config["judges"]["secondary"][name]["judge"]
+    total = totals(cells)
+    return (
+        f"secondary judge {name}: {judge['kind']} {judge['model']}: {total['to_send']} requests "
+        f"({total['cached']} cached) for {total['answers']} answers, about {total['cost_usd']} USD, "
+        f"at most {total['max_cost_usd']} USD"
+    )
 
 
 if __name__ == "__main__":

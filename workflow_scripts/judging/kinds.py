@@ -50,12 +50,20 @@ class JudgeKind:
         return judge["model"] in models and not hf_id
 
     def used_settings(self, judge: dict) -> dict:
-        """The part of the `judge:` block this kind's jobs read."""
-        return {key: judge[key] for key in (*COMMON_KEYS, *self.keys) if key in judge}
+        """The part of the `judge:` block this kind's jobs read; a gate (GATE_KEYS) only
+        where it differs from its default, so that adding one reruns no finished job."""
+        used = {key: judge[key] for key in (*COMMON_KEYS, *self.keys) if key in judge}
+        for key, default in GATE_KEYS.items():
+            if key in judge and judge[key] != default:
+                used[key] = judge[key]
+        return used
 
 
 # `judge:` keys every kind reads (the judge job: cache, scoring; `gpus` sets resources only)
 COMMON_KEYS = ("kind", "model", "method", "min_mass", "cache_dir")
+# `judge:` keys that gate a job (it fails or passes) but never change its table, with
+# their defaults (config/schema.yaml); a job reads the default where its params lack one
+GATE_KEYS = {"max_error_rate": 0.01}
 # an OpenAI-compatible endpoint's requests and the cost ledger
 ENDPOINT_KEYS = (
     "concurrency",

@@ -22,6 +22,8 @@ CODE = "CODE"
 REFUSAL = "REFUSAL"
 UNPARSEABLE = "UNPARSEABLE"  # the mass sits on neither a number nor a label
 API_ERROR = "API_ERROR"  # the endpoint refused the request itself (e.g. HTTP 400)
+CONTENT_FILTERED = "CONTENT_FILTERED"  # the provider's content filter refused the request
+ERROR_REASONS = (API_ERROR, CONTENT_FILTERED)  # no judgement was made: the error budget counts these
 LABELS = (CODE, REFUSAL)
 
 _TEXT_NUMBER = re.compile(r"\s*(\d{1,3})(?!\d)")
@@ -30,7 +32,7 @@ _TEXT_NUMBER = re.compile(r"\s*(\d{1,3})(?!\d)")
 @dataclass(frozen=True)
 class Score:
     value: float | None  # 0..100, None when missing
-    special: str | None  # None when scored, else CODE | REFUSAL | UNPARSEABLE | API_ERROR
+    special: str | None  # None when scored, else CODE | REFUSAL | UNPARSEABLE | API_ERROR | CONTENT_FILTERED
     mass: float  # probability on integer tokens 0..100 (1.0 or 0.0 for text replies)
 
 
@@ -66,17 +68,20 @@ def number_mass(dist: Mapping[str, float]) -> dict[int, float]:
 
 
 def missing_reason(dist: Mapping[str, float]) -> str:
-    """Why a distribution gives no score: the label (CODE, REFUSAL) or the rest
-    (UNPARSEABLE: any other text, including mass beyond the listed tokens), whichever
-    holds the most probability."""
+    """Why a distribution gives no score, decided among the listed tokens only: the
+    label (CODE, REFUSAL) or UNPARSEABLE (any other listed text), whichever holds the
+    most probability. The mass outside the listed (top) tokens is unknown text, so it
+    counts for nothing: a refusal with 0.3 on 'REF' and the rest spread thin beyond the
+    top 20 is a REFUSAL."""
     labels = dict.fromkeys(LABELS, 0.0)
-    numbers = 0.0
+    other = 0.0
     for token, prob in dist.items():
         if number_of(token) is not None:
-            numbers += prob
-        elif (label := label_of(token)) is not None:
+            continue
+        if (label := label_of(token)) is not None:
             labels[label] += prob
-    other = max(0.0, 1.0 - numbers - sum(labels.values()))
+        else:
+            other += prob
     best_label = max(LABELS, key=lambda label: labels[label])
     return best_label if labels[best_label] > other else UNPARSEABLE
 

@@ -4,8 +4,9 @@ llama.cpp server): async with bounded concurrency, retried, budgeted, accounted.
 Retries (tenacity): 429, 408, 409, 5xx, timeouts, connection errors, and 200
 answers that are not usable (a body that is not JSON, no choices, no logprobs),
 with exponential backoff and full jitter, at least as long as a `Retry-After`
-header asks. 400 / 422 (the endpoint refuses this request, e.g. a content filter)
-give an API_ERROR record that is not cached. 401 / 403 / 404 stop the run: the
+header asks. 400 / 422 (the endpoint refuses this request) give a record that is not
+cached: CONTENT_FILTERED when the provider's content filter refused it (its error code or
+message says so), API_ERROR otherwise. 401 / 403 / 404 stop the run: the
 key, the permission or the model name is wrong, and no retry will mend it.
 
 SIGTERM / SIGINT (optional): no new request is sent; the requests in flight finish
@@ -32,7 +33,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from workflow_scripts.core.io_utils import InputError
 from workflow_scripts.judging.accounting import Ledger, Prices
-from workflow_scripts.judging.logprob import API_ERROR, distribution_from_top_logprobs
+from workflow_scripts.judging.logprob import (
+    API_ERROR,
+    CONTENT_FILTERED,
+    distribution_from_top_logprobs,
+)
 from workflow_scripts.judging.tasks import JudgeTask, judgement_record
 
 log = logging.getLogger(__name__)
@@ -75,7 +80,8 @@ class EndpointSettings:
 class RunReport:
     tasks: int = 0
     judged: int = 0
-    api_errors: int = 0
+    api_errors: int = 0  # refused with HTTP 400/422 (content-filtered ones included)
+    content_filtered: int = 0
     failed: int = 0
     not_sent: int = 0
     stop_reason: str | None = None  # None | "signal" | "budget" | "failures" | "endpoint"
@@ -97,6 +103,12 @@ def request_options(method: str) -> dict:
 def parse_completion(body: str, method: str) -> tuple[dict[str, float], str, dict | None]:
     """(distribution, reply text, usage) of a chat completion body; MalformedResponse
     when it has none to give. The text method's distribution is {reply: 1.0}."""
+    dist, reply, usage, _ = parse_completion_with_model(body, method)
+    return dist, reply, usage
+
+
+def parse_completion_with_model(body: str, method: str) -> tuple[dict[str, float], str, dict | None, str | None]:
+    """As `parse_completion`, plus the `model` the endpoint says answered (None if absent)."""
     try:
         data = json.loads(body)
     except json.JSONDecodeError as err:
@@ -106,13 +118,14 @@ def parse_completion(body: str, method: str) -> tuple[dict[str, float], str, dic
     if data.get("error"):
         raise MalformedResponse(f"error in a 200 body: {str(data['error'])[:200]}")
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
+    served = data.get("model") if isinstance(data.get("model"), str) else None
     try:
         choice = data["choices"][0]
         reply = choice["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError):
         raise _WithUsage("no choices[0].message in the body", usage) from None
     if method == "text":
-        return {reply: 1.0}, reply, usage
+        return {reply: 1.0}, reply, usage, served
     try:
         entries = choice["logprobs"]["content"][0]["top_logprobs"]
         dist = distribution_from_top_logprobs(entries)
@@ -120,7 +133,7 @@ def parse_completion(body: str, method: str) -> tuple[dict[str, float], str, dic
         raise _WithUsage("no logprobs.content[0].top_logprobs in the body", usage) from None
     if not dist:
         raise _WithUsage("empty top_logprobs in the body", usage)
-    return dist, reply, usage
+    return dist, reply, usage, served
 
 
 class _WithUsage(MalformedResponse):
@@ -143,6 +156,37 @@ def attempt_outcome(exc: BaseException | None) -> str:
     if isinstance(exc, MalformedResponse):
         return "malformed"
     return type(exc).__name__
+
+
+# error codes and message phrases with which providers refuse a request for its content
+# (OpenAI, Azure OpenAI, OpenRouter, Anthropic's and Google's OpenAI-compatible endpoints)
+CONTENT_FILTER_CODES = ("content_filter", "content_policy_violation", "responsibleaipolicyviolation", "moderation")
+CONTENT_FILTER_PHRASES = ("content filter", "content management policy", "content policy", "flagged", "moderation", "safety system")
+
+
+def is_content_filter(status: int, body: object, message: str = "") -> bool:
+    """Whether an HTTP 400/422 answer is the provider's content filter refusing the
+    request (its error code, inner error code or message says so)."""
+    if status not in (400, 422):
+        return False
+    texts = [message]
+    error = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(error, dict):
+        texts.append(str(error.get("message") or ""))
+        for code in (error.get("code"), error.get("type"), (error.get("innererror") or {}).get("code")
+                     if isinstance(error.get("innererror"), dict) else None):
+            if isinstance(code, str) and code.lower() in CONTENT_FILTER_CODES:
+                return True
+    elif isinstance(error, str):
+        texts.append(error)
+    text = " ".join(texts).lower()
+    return any(phrase in text for phrase in (*CONTENT_FILTER_PHRASES, *CONTENT_FILTER_CODES))
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """CONTENT_FILTERED or API_ERROR for a request the endpoint refused (HTTP 400/422)."""
+    status = getattr(exc, "status_code", 0)
+    return CONTENT_FILTERED if is_content_filter(status, getattr(exc, "body", None), str(exc)) else API_ERROR
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -268,7 +312,9 @@ class OpenAIJudge:
                     return
                 if isinstance(exc, (openai.BadRequestError, openai.UnprocessableEntityError)):
                     report.api_errors += 1
-                    on_record(self._error_record(task, exc))
+                    record = self._error_record(task, exc)
+                    report.content_filtered += record["special"] == CONTENT_FILTERED
+                    on_record(record)
                     continue
                 report.failed += 1
                 self._consecutive_failures += 1
@@ -310,7 +356,7 @@ class OpenAIJudge:
                 body={"model": self.settings.model, "messages": [{"role": "user", "content": task.prompt}], **self._options},
             )
             try:
-                dist, reply, usage = parse_completion(body, self.method)
+                dist, reply, usage, served = parse_completion_with_model(body, self.method)
             except _WithUsage as err:
                 self.ledger.bill(err.usage)
                 raise
@@ -328,11 +374,12 @@ class OpenAIJudge:
             usage={k: (usage or {}).get(k) for k in ("prompt_tokens", "completion_tokens")},
             cost_usd=cost,
             attempts=attempt,
+            served_model=served,
         )
 
     def _error_record(self, task: JudgeTask, exc: BaseException) -> dict:
         return judgement_record(
-            task, self.judge_id, self.method, special=API_ERROR, error=_short(exc)
+            task, self.judge_id, self.method, special=refusal_reason(exc), error=_short(exc)
         )
 
     def _wait(self, state: RetryCallState) -> float:

@@ -38,6 +38,7 @@ from workflow_scripts.judging.logprob import API_ERROR, Score, judge_distributio
 from workflow_scripts.judging.openai_judge import JudgingIncomplete
 from workflow_scripts.judging.settings import JudgeSettings
 from workflow_scripts.judging.tasks import METRICS, build_tasks, load_questions
+from workflow_scripts.judging.trust import ModelPin, check_error_budget, error_counts
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,32 @@ def judge_samples(
     handle_signals: bool = False,
 ) -> dict:
     """Judge every answer of `dataset` in the samples file; returns the summary."""
+    return judge_frame(
+        read_samples(samples_path, dataset), str(samples_path), questions_path, dataset, settings, out_path,
+        summary_path, writer=writer, judge_model_dir=judge_model_dir, server_log=server_log, environ=environ,
+        handle_signals=handle_signals,
+    )  # fmt: skip
+
+
+def judge_frame(
+    samples: pl.DataFrame,
+    samples_path: str,
+    questions_path: str | os.PathLike,
+    dataset: str,
+    settings: JudgeSettings,
+    out_path: str | os.PathLike,
+    summary_path: str | os.PathLike,
+    *,
+    writer: str,
+    judge_model_dir: str | os.PathLike | None = None,
+    server_log: str | os.PathLike = "logs/judge_server.log",
+    environ: Mapping[str, str] | None = None,
+    handle_signals: bool = False,
+    extra_summary: Mapping | None = None,
+) -> dict:
+    """Judge the answers of `samples` (SAMPLE_SCHEMA rows, read from `samples_path`)."""
     started = time.monotonic()
     environ = os.environ if environ is None else environ
-    samples = read_samples(samples_path, dataset)
     questions = load_questions(questions_path)
     judge_id = judge_identity(settings, judge_model_dir)
     tasks, row_keys = build_tasks(samples.iter_rows(named=True), questions, judge_id, settings.method, where=str(samples_path))
@@ -94,6 +118,7 @@ def judge_samples(
     ledger: Ledger | None = None
     with JudgementCache(cache_dir, writer) as cache:
         records.update(cache.load(t.key for t in tasks))
+        pin = ModelPin(judge_id, str(samples_path), [*cache.served_models(), *(r.get("served_model") for r in records.values())])
         pending = [t for t in tasks if t.key not in records]
         log.info(
             "%s: %d answers, %d distinct judgements, %d cached, %d to judge with %s (%s)",
@@ -103,6 +128,7 @@ def judge_samples(
         progress = Progress("judged", len(pending), log)
 
         def keep(record: dict) -> None:
+            pin.check(record.get("served_model"))  # a changed snapshot stops the job before it is cached
             if "error" not in record:
                 cache.append(record)
             records[record["key"]] = record
@@ -133,6 +159,7 @@ def judge_samples(
         "run": report,
         "accounting": ledger.summary() if ledger else None,
         "settings": settings.public(),
+        **(extra_summary or {}),
     }
     if missing:
         summary["seconds"] = round(time.monotonic() - started, 3)
@@ -142,6 +169,10 @@ def judge_samples(
             f"{samples_path}: {len(missing)} of {len(tasks)} judgements missing (stopped: {reason}); "
             f"{summary['judged_now']} new ones are cached in {cache.path}, so a rerun sends only the rest"
         )
+    errors = error_counts(records[t.key] for t in tasks)
+    summary["errors"] = errors
+    summary["served_model"] = pin.served
+    summary["error_rate"] = check_error_budget(errors, len(tasks), settings.max_error_rate, str(samples_path))
     table = judged_table(samples, row_keys, records, judge_id, settings)
     summary.update(table_summary(table))
     summary["seconds"] = round(time.monotonic() - started, 3)
@@ -173,7 +204,7 @@ def judge_run_id(judge_id: str, settings: JudgeSettings) -> str:
 def score_record(record: dict, min_mass: float) -> tuple[Score, str]:
     """Score and the raw distribution as JSON (most probable first)."""
     if "error" in record:
-        return Score(None, API_ERROR, 0.0), json.dumps({"error": record["error"]})
+        return Score(None, record.get("special") or API_ERROR, 0.0), json.dumps({"error": record["error"]})
     dist = record["dist"]
     score = score_from_text(record.get("reply", "")) if record["method"] == "text" else judge_distribution(dist, min_mass)
     ordered = dict(sorted(dist.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -23,6 +23,7 @@ class JudgeSettings:
     api_key_env: str | None = _DEFAULTS["api_key_env"]
     method: str = _DEFAULTS["method"]
     min_mass: float = _DEFAULTS["min_mass"]
+    max_error_rate: float = _DEFAULTS["max_error_rate"]
     concurrency: int = _DEFAULTS["concurrency"]
     max_retries: int = _DEFAULTS["max_retries"]
     timeout_s: float = _DEFAULTS["timeout_s"]
