@@ -67,9 +67,9 @@ def curve_panels(curves: pl.DataFrame, mechanistic: pl.DataFrame, out: Path, dpi
     ribbon = df.dropna(subset=["low", "high"])
     plot = ggplot(df, aes("step", "value", group="run", colour="curve")) + geom_line() + geom_point(size=1)
     if not ribbon.empty:
-        plot += geom_ribbon(aes(ymin="low", ymax="high"), data=ribbon, alpha=0.2, colour="none", fill="grey")
-    plot += (facet_grid("row ~ column", scales="free_y") + scale_x_log10()
-             + labs(title=title, x="training step (log)", y="", colour="") + theme_bw())
+        plot = plot + geom_ribbon(aes(ymin="low", ymax="high"), data=ribbon, alpha=0.2, colour="none", fill="grey")
+    plot = (plot + facet_grid("row ~ column", scales="free_y") + scale_x_log10()
+            + labs(title=title, x="training step (log)", y="", colour="") + theme_bw())
     rows, cols = df["row"].nunique(), df["column"].nunique()
     _save(plot, out, min(20.0, 2.5 + 3.0 * cols), min(30.0, 1.5 + 1.6 * rows), dpi)
 
