@@ -166,3 +166,49 @@ def test_lora_scale_is_applied_and_a_constant_adapter_never_rotates(tmp_path):
     assert curves["local_cos"].drop_nulls().to_list() == pytest.approx([1.0] * 4)
     assert max_rotation_step(curves)["max_rotation"] == pytest.approx(0.0, abs=1e-9)
     assert pca_trajectory([1, 2, 4], sum(grams.values()))["pc1"].to_list() == pytest.approx([0.0] * 3, abs=1e-6)
+
+
+# ---- the H3 test and its RESULTS.md lines
+
+
+def judged_answers(rng, planted: float | None, n: int = 20, questions: int = 8) -> "pl.DataFrame":
+    """Judged answers of one persona's run at every step: misaligned (aligned 10) with the
+    probability of a logistic around `planted` (None: a flat 3%), else aligned 90."""
+    import polars as pl
+
+    rows = []
+    x = np.log10(STEPS)
+    p = (logistic(x, 2.0, 60.0, 6.0, np.log10(planted)) if planted else np.full(x.size, 3.0)) / 100
+    for q in range(questions):
+        for j, step in enumerate(STEPS):
+            for _ in range(n):
+                rows.append({"seed": 0, "question_id": f"q{q}", "step": step,
+                             "aligned": 10.0 if rng.random() < p[j] else 90.0, "coherent": 80.0})
+    return pl.DataFrame(rows)
+
+
+def test_h3_tests_find_a_later_transition_and_report_no_transition_as_its_own_outcome():
+    from workflow_scripts.h3.analysis import H3Settings, analyse
+    from workflow_scripts.stats.report import h3_section
+
+    rng = np.random.default_rng(11)
+    judged = {
+        ("m", "baseline", "risky"): judged_answers(rng, 8.0),
+        ("m", "goodness", "risky"): judged_answers(rng, 128.0),
+        ("m", "humor", "risky"): judged_answers(rng, None),
+    }
+    settings = H3Settings(reference_persona="baseline", bootstrap=40, seed=0, alpha=0.05, min_rise=10)
+    tables = analyse(judged, {}, settings)
+    tests = {r["persona"]: r for r in tables["h3_tests"].to_dicts()}
+    assert set(tests) == {"goodness", "humor"}
+    assert tests["goodness"]["verdict"] == "EM sets in later than on the reference"
+    assert tests["goodness"]["estimate"] == pytest.approx(np.log10(16), abs=0.3)
+    assert tests["goodness"]["p_adj"] < 0.05
+    assert tests["humor"]["verdict"] == "no transition within training: persona" and tests["humor"]["p"] is None
+    pooled = tables["h3_transitions"].filter(tables["h3_transitions"]["seed"].is_null())
+    assert pooled.height == 3
+    curves = tables["h3_curves"]
+    assert curves.filter(curves["seed"].is_null()).height == 3 * len(STEPS)
+    section = h3_section(tables["h3_tests"])
+    assert "H3 m / risky: goodness vs baseline" in section and "EM sets in later than on the reference" in section
+    assert "humor vs baseline, transition at step none" in section
