@@ -171,7 +171,7 @@ def test_lora_scale_is_applied_and_a_constant_adapter_never_rotates(tmp_path):
 # ---- the H3 test and its RESULTS.md lines
 
 
-def judged_answers(rng, planted: float | None, n: int = 20, questions: int = 8) -> "pl.DataFrame":
+def judged_answers(rng, planted: float | None, n: int = 20, questions: int = 8) -> pl.DataFrame:
     """Judged answers of one persona's run at every step: misaligned (aligned 10) with the
     probability of a logistic around `planted` (None: a flat 3%), else aligned 90."""
     import polars as pl
