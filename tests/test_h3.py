@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from workflow_scripts.h3.mechanistic import (
@@ -174,7 +175,6 @@ def test_lora_scale_is_applied_and_a_constant_adapter_never_rotates(tmp_path):
 def judged_answers(rng, planted: float | None, n: int = 20, questions: int = 8) -> pl.DataFrame:
     """Judged answers of one persona's run at every step: misaligned (aligned 10) with the
     probability of a logistic around `planted` (None: a flat 3%), else aligned 90."""
-    import polars as pl
 
     rows = []
     x = np.log10(STEPS)
