@@ -71,7 +71,7 @@ def curve_panels(curves: pl.DataFrame, mechanistic: pl.DataFrame, out: Path, dpi
     plot = (plot + facet_grid("row ~ column", scales="free_y") + scale_x_log10()
             + labs(title=title, x="training step (log)", y="", colour="") + theme_bw())
     rows, cols = df["row"].nunique(), df["column"].nunique()
-    _save(plot, out, min(20.0, 2.5 + 3.0 * cols), min(30.0, 1.5 + 1.6 * rows), dpi)
+    _save(plot, out, min(20.0, max(7.0, 2.5 + 3.0 * cols)), min(30.0, 1.5 + 1.6 * rows), dpi)
 
 
 def transition_forest(transitions: pl.DataFrame, out: Path, dpi: int) -> None:
