@@ -78,7 +78,7 @@ rule h3_mechanistic:
     benchmark:
         "logs/benchmarks/h3_mechanistic/{model}/{persona}/{dataset}/s{seed}.tsv"
     conda:
-        "../envs/analysis.yaml"
+        "../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=gpu_mem(8_000),

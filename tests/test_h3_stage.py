@@ -17,12 +17,9 @@ from workflow_scripts.core.io_utils import write_json_atomic
 from workflow_scripts.em.sft import train_em_adapter
 from workflow_scripts.em.training import EmTrainSettings
 from workflow_scripts.engines.transformers_engine import TransformersEngine
+from workflow_scripts.h3.mechanistic import mechanistic_from_files
 from workflow_scripts.h3.outputs import FIGURES, TABLES
-from workflow_scripts.h3.run import (
-    analysis_from_files,
-    mechanistic_from_files,
-    read_judged_checkpoints,
-)
+from workflow_scripts.h3.run import analysis_from_files, read_judged_checkpoints
 from workflow_scripts.h3.sample import sample_checkpoints
 
 SAMPLING = {"engine": "transformers", "n": 2, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 6,

@@ -25,7 +25,7 @@ from plotnine import (
 )
 
 from workflow_scripts.core.io_utils import atomic_path
-from workflow_scripts.h3.mechanistic import ALL
+from workflow_scripts.h3.outputs import WHOLE_ADAPTER as ALL
 
 
 def _save(plot, out: Path, width: float, height: float, dpi: int) -> None:

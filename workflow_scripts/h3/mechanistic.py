@@ -26,10 +26,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from workflow_scripts.core.io_utils import InputError, read_json
+from workflow_scripts.core.io_utils import (
+    InputError,
+    read_json,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+from workflow_scripts.h3.outputs import WHOLE_ADAPTER
 
 LORA_KEY = re.compile(r"layers\.(\d+)\.(?:[^.]+\.)*?([^.]+)\.lora_([AB])\.weight$")
-ALL = "all"
+ALL = WHOLE_ADAPTER
 
 
 def lora_scale(adapter_config: dict) -> float:
@@ -185,3 +191,22 @@ def run_mechanistic(analysis_dir: Path, log_history: Sequence[dict], stride: int
         "training": training_curves(log_history),
         "summary": {"steps": steps, **max_rotation_step(curves)},
     }
+
+
+def mechanistic_from_files(analysis_dir: Path, adapter_dir: Path, stride: int, curves_out: Path,
+                           summary_out: Path) -> dict:
+    """Rule h3_mechanistic: curves (Parquet) and the PCA, training log and rotation step (JSON)."""
+    import logging
+
+    from workflow_scripts.em.training import TRAINING_RECORD
+
+    record = read_json(Path(adapter_dir) / TRAINING_RECORD)
+    result = run_mechanistic(Path(analysis_dir), record.get("log_history") or [], stride)
+    write_parquet_atomic(result["curves"], curves_out)
+    summary = {**result["summary"], "pca": result["pca"].to_dicts(), "training": result["training"].to_dicts(),
+               "analysis_dir": str(analysis_dir)}
+    write_json_atomic(summary_out, summary)
+    logging.getLogger(__name__).info("%s: %d checkpoints, maximum rotation at step %s", analysis_dir,
+                                     len(summary["steps"]), summary["rotation_step"])
+    return summary
+

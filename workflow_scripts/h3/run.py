@@ -1,5 +1,5 @@
-"""I/O of the H3 rules: the mechanistic curves of one run, judging the checkpoint
-answers, and the analysis from files (workflow_scripts/h3/analysis.py)."""
+"""I/O of rule h3_analysis: the judged checkpoint answers and mechanistic curves read
+from files, the tables and figures written (workflow_scripts/h3/analysis.py)."""
 
 from __future__ import annotations
 
@@ -13,30 +13,11 @@ from workflow_scripts.core.io_utils import (
     InputError,
     atomic_path,
     read_json,
-    write_json_atomic,
-    write_parquet_atomic,
 )
-from workflow_scripts.em.training import TRAINING_RECORD
 from workflow_scripts.h3.analysis import H3Settings, analyse
-from workflow_scripts.h3.mechanistic import run_mechanistic
-from workflow_scripts.h3.outputs import TABLES
-from workflow_scripts.h3.sample import h3_step
+from workflow_scripts.h3.outputs import TABLES, h3_step
 
 log = logging.getLogger(__name__)
-
-
-def mechanistic_from_files(analysis_dir: Path, adapter_dir: Path, stride: int, curves_out: Path,
-                           summary_out: Path) -> dict:
-    """Rule h3_mechanistic: curves (Parquet) and the PCA, training log and rotation step (JSON)."""
-    record = read_json(Path(adapter_dir) / TRAINING_RECORD)
-    result = run_mechanistic(Path(analysis_dir), record.get("log_history") or [], stride)
-    write_parquet_atomic(result["curves"], curves_out)
-    summary = {**result["summary"], "pca": result["pca"].to_dicts(), "training": result["training"].to_dicts(),
-               "analysis_dir": str(analysis_dir)}
-    write_json_atomic(summary_out, summary)
-    log.info("%s: %d checkpoints, maximum rotation at step %s", analysis_dir, len(summary["steps"]),
-             summary["rotation_step"])
-    return summary
 
 
 def read_mechanistic(curves: Path, summary: Path) -> dict:

@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 STEP_SEP = "@"
 
 
-def h3_step(sampling_json: str) -> int | None:
-    """The checkpoint step recorded in an answer's `sampling` column (None: not H3)."""
-    return (json.loads(sampling_json).get("h3") or {}).get("step")
-
-
 def checkpoint_conditions(runs: list[dict], stride: int) -> list[Condition]:
     """One condition per selected analysis checkpoint of each run
     (`runs`: {"dataset", "seed", "analysis_dir"})."""

@@ -4,7 +4,7 @@ checkpoints (workflow_scripts.h3.mechanistic)."""
 from pathlib import Path
 
 from workflow_scripts.core.job import start_job
-from workflow_scripts.h3.run import mechanistic_from_files
+from workflow_scripts.h3.mechanistic import mechanistic_from_files
 
 
 def main(smk) -> None:
