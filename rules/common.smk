@@ -694,6 +694,8 @@ def results_report_inputs(wildcards):
         inputs["agreement"] = [
             JUDGE_AGREEMENT.format(judge=j) for j in SECONDARY_JUDGES
         ]
+    if H3_ON:
+        inputs["h3_tests"] = table_path("h3_tests")
     return inputs
 
 
@@ -705,6 +707,7 @@ def final_targets(wildcards=None):
     targets += first_study_targets()
     targets += h4_targets()
     targets += judges_targets()
+    targets += h3_targets()
     return targets + report_page_targets()
 
 
@@ -1023,3 +1026,87 @@ def h4_targets():
         return []
     figures = [H4_FIGURE.format(name=n) for n in H4_FIGURES]
     return [*h4_table_outputs().values(), *figures]
+
+
+# ---- H3, when EM sets in (rules/h3.smk)
+from workflow_scripts.h3.outputs import FIGURES as H3_FIGURES
+from workflow_scripts.h3.outputs import TABLES as H3_TABLES
+
+H3 = config["h3"]
+H3_ON = bool(H3["enabled"]) and not IMPORTING
+H3_DATASETS = [d for d in DATASETS if config["datasets"][d]["role"] == "em"]
+
+
+def h3_runs_of_persona(wildcards):
+    """The EM runs of one persona H3 samples: dataset, seed and analysis checkpoints."""
+    return [
+        {
+            "dataset": d,
+            "seed": s,
+            "analysis_dir": EM_ANALYSIS_CHECKPOINTS.format(
+                model=wildcards.model, persona=wildcards.persona, dataset=d, seed=s
+            ),
+        }
+        for d in H3_DATASETS
+        for s in SEEDS
+    ]
+
+
+def h3_analysis_dirs_of_persona(wildcards):
+    return [run["analysis_dir"] for run in h3_runs_of_persona(wildcards)]
+
+
+def h3_sampling_settings(wildcards):
+    """The study's sampling settings (engine, temperature, ...) with H3's own n."""
+    return {**sampling_settings(wildcards), "n": H3["n"]}
+
+
+def h3_analysis_keys(wildcards=None):
+    return {
+        "judged": [[m, p, d] for m in MODELS for p in PERSONAS for d in H3_DATASETS],
+        "runs": [
+            [m, p, d, s]
+            for m in MODELS
+            for p in PERSONAS
+            for d in H3_DATASETS
+            for s in SEEDS
+        ],
+    }
+
+
+def h3_analysis_inputs(wildcards):
+    keys = h3_analysis_keys()
+    runs = [dict(model=m, persona=p, dataset=d, seed=s) for m, p, d, s in keys["runs"]]
+    return {
+        "judged": [
+            H3_JUDGED.format(model=m, persona=p, dataset=d)
+            for m, p, d in keys["judged"]
+        ],
+        "curves": [H3_CURVES.format(**r) for r in runs],
+        "summaries": [H3_CURVES_SUMMARY.format(**r) for r in runs],
+    }
+
+
+def h3_test_settings(wildcards=None):
+    stats = config["statistics"]
+    return {
+        "reference_persona": REFERENCE_PERSONA,
+        "bootstrap": H3["bootstrap"],
+        "seed": stats["seed"],
+        "alpha": stats["alpha"],
+        "min_rise": H3["min_rise"],
+        "misaligned_below": stats["misaligned_below"],
+        "coherent_above": stats["coherent_above"],
+    }
+
+
+def h3_table_outputs():
+    return {name: table_path(name) for name in H3_TABLES}
+
+
+def h3_targets():
+    """The H3 tables and figures, when h3.enabled (never for an import)."""
+    if not H3_ON:
+        return []
+    figures = [H3_FIGURE.format(name=n) for n in H3_FIGURES]
+    return [*h3_table_outputs().values(), *figures]

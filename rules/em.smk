@@ -6,6 +6,9 @@
 DATASET_FILE = "results/datasets/{dataset}.jsonl"
 EM_ADAPTER = "results/{model}/em/{persona}/{dataset}/s{seed}/adapter"
 EM_CHECKPOINTS = "results/{model}/em/{persona}/{dataset}/s{seed}/checkpoints"
+EM_ANALYSIS_CHECKPOINTS = (
+    "results/{model}/em/{persona}/{dataset}/s{seed}/analysis_checkpoints"
+)
 
 
 rule em_dataset:
@@ -38,6 +41,7 @@ rule em_sft:
         model=persona_model_dir,
     output:
         adapter=protected(directory(EM_ADAPTER)),
+        analysis=protected(directory(EM_ANALYSIS_CHECKPOINTS)),
     log:
         "logs/em_sft/{model}/{persona}/{dataset}/s{seed}.log",
     benchmark:

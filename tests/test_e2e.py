@@ -264,3 +264,46 @@ def test_agreement_and_robustness_of_the_verdicts_under_the_secondary_judge(fini
     assert robustness["agrees"].all()  # the same judge: every verdict holds
     results = (finished_run / "results/final/RESULTS.md").read_text()
     assert "## Judges" in results and f"{robustness.height} of {robustness.height} verdicts hold under every judge" in results
+
+
+def test_h3_checkpoints_are_sampled_judged_and_analysed(finished_run, config):
+    em = [d for d, entry in config["datasets"].items() if entry["role"] == "em"]
+    h3, n_questions = config["h3"], len(config["questions"]["ids"])
+    ref = config.get("statistics", {}).get("reference_persona", "baseline")
+    for model in config["models"]:
+        for persona in config["personas"]:
+            log = (finished_run / f"logs/h3_sample/{model}/{persona}.log").read_text()
+            assert log.count("one engine load of") == 1  # every checkpoint of the persona, one load
+            for dataset in em:
+                judged = pl.read_parquet(finished_run / f"results/{model}/h3/{persona}/{dataset}.judged.parquet")
+                for seed in config["seeds"]:
+                    analysis = finished_run / f"results/{model}/em/{persona}/{dataset}/s{seed}/analysis_checkpoints"
+                    plan = json.loads((analysis / "plan.json").read_text())
+                    assert plan["steps"] and plan["steps"][-1] == plan["max_steps"]
+                    assert sorted(int(p.name[5:]) for p in analysis.glob("step-*")) == plan["steps"]
+                    assert not list(analysis.parent.glob("checkpoints/checkpoint-*"))  # resume copy deleted
+                    run = judged.filter(pl.col("seed") == seed)
+                    steps = [json.loads(s)["h3"]["step"] for s in run["sampling"]]
+                    assert sorted(set(steps)) == plan["steps"]
+                    assert run.height == len(plan["steps"]) * n_questions * h3["n"]
+                    summary = json.loads(
+                        (finished_run / f"results/{model}/h3/mechanistic/{persona}/{dataset}/s{seed}.json").read_text())
+                    assert summary["steps"] == plan["steps"]
+    transitions = pl.read_csv(finished_run / "results/final/tables/h3_transitions.csv", infer_schema_length=None)
+    runs = len(config["models"]) * len(config["personas"]) * len(em)
+    assert transitions.height == runs * (len(config["seeds"]) + 1)  # each run, and pooled over seeds
+    assert set(transitions["status"]) <= {"transition", "no transition within training"}
+    mechanistic = pl.read_csv(finished_run / "results/final/tables/h3_mechanistic.csv", infer_schema_length=None)
+    whole = mechanistic.filter(pl.col("module") == "all")
+    assert whole.height > 0 and (whole["norm"] > 0).all()
+    tests = pl.read_csv(finished_run / "results/final/tables/h3_tests.csv", infer_schema_length=None)
+    assert set(zip(tests["persona"], tests["dataset"], strict=True)) == {
+        (p, d) for p in config["personas"] if p != ref for d in em}
+    results = (finished_run / "results/final/RESULTS.md").read_text()
+    assert "## H3: when EM sets in" in results
+    for row in tests.to_dicts():
+        line = next(x for x in results.splitlines()
+                    if x.startswith(f"- H3 {row['model']} / {row['dataset']}: {row['persona']} vs {ref}"))
+        assert line.endswith(row["verdict"])
+    for figure in ("h3_curves", "h3_transitions"):
+        assert (finished_run / f"results/final/{figure}.png").read_bytes()[:4] == b"\x89PNG"

@@ -115,8 +115,13 @@ def test_em_adapter_records_its_composition(folded_model_dir, persona_adapter_di
     assert [(a.role, a.name) for a in composition.adapters] == [("persona", "goodness"), ("em", "risky_finance")]
     config = read_json(out / "adapter_config.json")
     assert (config["r"], config["use_rslora"]) == (4, True)
+    # analysis checkpoints on (the default) but not published here: the trainer keeps one
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir() if p.name.startswith("checkpoint")) == [
-        "checkpoint-1", "checkpoint-2"]
+        "checkpoint-2"]
+    assert saved["analysis_checkpoints"] == [1, 2]
+
+
+NO_ANALYSIS = {"every": 0, "log_spaced": 0}
 
 
 def test_rerun_resumes_from_the_last_checkpoint_of_the_same_run(micro_model_dir, tmp_path):
@@ -124,7 +129,8 @@ def test_rerun_resumes_from_the_last_checkpoint_of_the_same_run(micro_model_dir,
 
     data = small_dataset(tmp_path)
     checkpoints = tmp_path / "ckpt"
-    settings = EmTrainSettings(**FAST, max_steps=2, save_steps=1)
+    # analysis checkpoints off: every trainer checkpoint is kept as the series
+    settings = EmTrainSettings(**FAST, max_steps=2, save_steps=1, analysis_checkpoints=NO_ANALYSIS)
     train_em_adapter(micro_model_dir, data, tmp_path / "a1", checkpoints, settings, "baseline", "r", False)
     shutil.rmtree(checkpoints / "checkpoint-2")  # as if killed after the first checkpoint
     record = train_em_adapter(micro_model_dir, data, tmp_path / "a2", checkpoints, settings, "baseline", "r", False)
@@ -132,12 +138,75 @@ def test_rerun_resumes_from_the_last_checkpoint_of_the_same_run(micro_model_dir,
     assert record["global_steps"] == 2
     assert [h["step"] for h in record["log_history"] if "loss" in h] == [1, 2]
     # other settings: the old checkpoints are moved aside, not resumed
-    changed = EmTrainSettings(**{**FAST, "learning_rate": 5e-4}, max_steps=1, save_steps=1)
+    changed = EmTrainSettings(**{**FAST, "learning_rate": 5e-4}, max_steps=1, save_steps=1,
+                              analysis_checkpoints=NO_ANALYSIS)
     record = train_em_adapter(micro_model_dir, data, tmp_path / "a3", checkpoints, changed, "baseline", "r", False)
     assert record["resumed_from"] is None
     stale = [p.name for p in tmp_path.iterdir() if p.name.startswith("ckpt.stale-")]
     assert len(stale) == 1
     assert (tmp_path / stale[0] / "checkpoint-2").exists()
+
+
+class Killed(Exception):
+    pass
+
+
+def test_analysis_checkpoints_survive_a_kill_and_are_servable_bf16_adapters(
+    micro_model_dir, tmp_path, monkeypatch
+):
+    from safetensors import safe_open
+    from transformers import TrainerCallback
+
+    import workflow_scripts.em.sft as sft
+    from workflow_scripts.em.analysis_checkpoints import PLAN_FILE
+
+    class KillAfterSavingStep2(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise Killed
+
+    data = small_dataset(tmp_path, n=6)
+    checkpoints, analysis = tmp_path / "ckpt", tmp_path / "analysis"
+    settings = EmTrainSettings(**FAST, max_steps=3, save_steps=1,
+                               analysis_checkpoints={"every": 0, "log_spaced": 3})
+    original = sft._log_callback
+    monkeypatch.setattr(sft, "_log_callback", KillAfterSavingStep2)
+    with pytest.raises(Killed):
+        train_em_adapter(micro_model_dir, data, tmp_path / "a", checkpoints, settings, "baseline", "r",
+                         False, analysis_dir=analysis)
+    # the trainer keeps only its last checkpoint; the staged analysis ones outlive the kill
+    assert [p.name for p in checkpoints.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert sorted(p.name for p in (checkpoints / "analysis").iterdir()) == ["step-1", "step-2"]
+    monkeypatch.setattr(sft, "_log_callback", original)
+    record = train_em_adapter(micro_model_dir, data, tmp_path / "a", checkpoints, settings, "baseline",
+                              "r", False, analysis_dir=analysis)
+    assert record["resumed_from"] == str(checkpoints / "checkpoint-2")
+    assert record["analysis_checkpoints"] == [1, 2, 3]
+    assert sorted(p.name for p in analysis.iterdir()) == [PLAN_FILE, "step-1", "step-2", "step-3"]
+    assert read_json(analysis / PLAN_FILE)["steps"] == [1, 2, 3]
+    assert not list(checkpoints.glob("checkpoint-*"))  # the resume checkpoint is deleted
+    import torch
+
+    norms = []
+    for step in (1, 2, 3):
+        directory = analysis / f"step-{step}"
+        composition = read_composition(directory)
+        assert composition.adapters[-1].weights_sha256 == weights_hash(directory)
+        assert composition.adapters[-1].source.endswith(f"@step-{step}")
+        assert read_json(directory / "adapter_config.json")["r"] == 4
+        with safe_open(directory / "adapter_model.safetensors", "pt") as f:
+            keys = list(f.keys())
+            assert keys and all(f.get_tensor(k).dtype == torch.bfloat16 for k in keys)
+            norms.append(sum(float(f.get_tensor(k).float().norm()) for k in keys if "lora_B" in k))
+    assert norms[0] > 0 and norms[0] != norms[2]  # the adapter moved between checkpoints
+    # the last analysis checkpoint is the final adapter, rounded to bf16
+    from safetensors.torch import load_file
+
+    final = load_file(tmp_path / "a" / "adapter_model.safetensors")
+    last = load_file(analysis / "step-3" / "adapter_model.safetensors")
+    assert final.keys() == last.keys()
+    for key in final:
+        torch.testing.assert_close(final[key].to(torch.bfloat16), last[key])
 
 
 def test_kl_variant_regularises_towards_the_start_model_and_says_so(micro_model_dir, tmp_path):

@@ -20,7 +20,8 @@ from workflow_scripts.em.training import TRAINING_RECORD, EmTrainSettings
 
 # Four optimizer steps of a global batch of 4 rows: 2 x 2 accumulation in one process,
 # 2 x 1 in each of two. lr 1e-3 moves the LoRA weights well beyond the tolerance.
-SETTINGS = {**FAST, "per_device_batch": 2, "grad_accum": 2, "epochs": 2, "save_steps": 1}
+SETTINGS = {**FAST, "per_device_batch": 2, "grad_accum": 2, "epochs": 2, "save_steps": 1,
+            "analysis_checkpoints": {"every": 0, "log_spaced": 0}}  # every trainer checkpoint kept
 # float32 on CPU; the two runs differ only in the order of the gradient sums (an
 # all-reduce over two ranks versus accumulation in one), which Adam's normalisation
 # magnifies where a gradient is near zero. Measured: at most 1e-5 apart. Allowed: 2e-5,
@@ -34,11 +35,12 @@ def adapter(path: Path) -> dict:
     return load_file(path / "adapter_model.safetensors")
 
 
-def train(model_dir: Path, data: Path, out: Path, checkpoints: Path, processes: int) -> dict:
+def train(model_dir: Path, data: Path, out: Path, checkpoints: Path, processes: int, **changes) -> dict:
+    analysis_dir = changes.pop("analysis_dir", None)
     kwargs = dict(
         model_dir=model_dir, dataset=data, out_dir=out, checkpoints_dir=checkpoints,
-        settings=EmTrainSettings(**SETTINGS), persona="baseline", dataset_name="risky_finance",
-        has_persona_adapter=False,
+        settings=EmTrainSettings(**{**SETTINGS, **changes}), persona="baseline", dataset_name="risky_finance",
+        has_persona_adapter=False, analysis_dir=analysis_dir,
     )  # fmt: skip
     return run_on_gpus(train_em_adapter, kwargs, processes, cpu=True)
 
@@ -89,3 +91,22 @@ def test_two_sharded_processes_train_the_one_process_weights_and_resume(micro_mo
     assert resumed["resumed_from"] == str(ck / "checkpoint-2")
     assert resumed["global_steps"] == 4
     assert_same_weights(end, adapter(tmp_path / "two-resumed"))
+
+
+def test_a_sharded_run_writes_whole_analysis_checkpoints_from_rank_zero(micro_model_dir, tmp_path):
+    """Every rank gathers the LoRA tensors at an analysis step; rank 0 writes them whole."""
+    import torch
+
+    data = small_dataset(tmp_path, n=8)
+    analysis = tmp_path / "analysis"
+    record = train(micro_model_dir, data, tmp_path / "two", tmp_path / "ck", 2,
+                   analysis_checkpoints={"every": 2, "log_spaced": 0}, analysis_dir=analysis)
+    assert record["analysis_checkpoints"] == [2, 4]
+    assert sorted(p.name for p in analysis.glob("step-*")) == ["step-2", "step-4"]
+    assert not list((tmp_path / "ck").glob("checkpoint-*"))  # the resume checkpoint is deleted
+    final, last = adapter(tmp_path / "two"), adapter(analysis / "step-4")
+    assert final.keys() == last.keys() == adapter(analysis / "step-2").keys()
+    for key in final:
+        assert last[key].dtype == torch.bfloat16 and last[key].shape == final[key].shape  # whole, not a shard
+        torch.testing.assert_close(final[key].to(torch.bfloat16), last[key])
+

@@ -58,7 +58,10 @@ def test_sft_config_trains_on_completions_only_on_every_row(tmp_path):
     assert config.assistant_only_loss is False
     assert config.packing is False
     assert config.eval_strategy == "no"  # no held-out split
-    assert (config.save_steps, config.save_total_limit) == (7, None)  # every checkpoint kept
+    # analysis checkpoints on: the trainer's own are for resume only
+    assert (config.save_steps, config.save_total_limit) == (7, 1)
+    off = EmTrainSettings(save_steps=7, analysis_checkpoints={"every": 0, "log_spaced": 0})
+    assert sft_config(off, str(tmp_path), use_bf16=False).save_total_limit is None  # all kept
     assert (config.seed, config.data_seed) == (5, 5)
     assert config.per_device_train_batch_size * config.gradient_accumulation_steps == 16
     assert config.lr_scheduler_type == "linear" and config.warmup_steps == 5
@@ -92,3 +95,15 @@ def test_kl_batches_cycle_over_the_reference_set_with_a_seed():
     batch = next(kl_batches([[5, 6, 7], [8]], 2, pad_id=0, seed=0))
     rows = sorted(zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist(), strict=True))
     assert rows == [([5, 6, 7], [1, 1, 1]), ([8, 0, 0], [1, 0, 0])]
+
+
+def test_analysis_steps_are_log_spaced_or_strided_and_end_at_the_final_step():
+    from workflow_scripts.em.training import analysis_steps
+
+    assert analysis_steps({"every": 0, "log_spaced": 10}, 1000) == [1, 2, 5, 10, 22, 46, 100, 215, 464, 1000]
+    assert analysis_steps({"every": 0, "log_spaced": 10}, 4) == [1, 2, 3, 4]
+    assert analysis_steps({"every": 3, "log_spaced": 10}, 10) == [3, 6, 9, 10]
+    assert analysis_steps({"every": 0, "log_spaced": 1}, 7) == [7]
+    assert analysis_steps({"every": 0, "log_spaced": 0}, 7) == []
+    on, off = EmTrainSettings(), EmTrainSettings(analysis_checkpoints={"every": 0, "log_spaced": 0})
+    assert on.keeps_analysis_checkpoints and not off.keeps_analysis_checkpoints

@@ -101,6 +101,13 @@ def test_steps_and_checkpoint_plans():
         {**em, "analysis_checkpoints": {"every": 50, "dtype": "float32"}}, 375
     ) == (7, 4, True)
     assert estimate.analysis_plan({**em, "analysis_checkpoints": 0}, 375) == (0, 2, True)
+    # the schema's form: log-spaced (with the final step) or every N steps, bf16 adapters
+    assert estimate.analysis_plan({**em, "analysis_checkpoints": {"every": 0, "log_spaced": 10}}, 375) == (
+        10, 2, True)
+    assert estimate.analysis_plan({**em, "analysis_checkpoints": {"every": 50, "log_spaced": 10}}, 375) == (
+        8, 2, True)
+    assert estimate.analysis_plan({**em, "analysis_checkpoints": {"every": 0, "log_spaced": 0}}, 375) == (
+        3, 12, False)
     assert estimate.analysis_plan({**em, "analysis_checkpoints": [10, 100, 400]}, 375) == (
         2,
         2,
@@ -133,6 +140,9 @@ def test_full_study_prints_gpu_hours_storage_and_cost(capsys):
     assert re.search(r"^GPU-hours \(a100_64gb\): \d+", out, re.M)
     assert re.search(r"^storage: (fits|exceeds)", out, re.M)
     assert re.search(r"^judge: openai .* requests .* USD", out, re.M)
+    # H3: every persona's 10 checkpoints a run x 4 EM datasets x 3 seeds x 8 questions x n 10
+    assert stages["h3_sample"][0] == "24" and float(stages["h3_sample"][1]) > 0
+    assert re.search(r"^judge, H3: 460800 requests, about [\d.]+ USD", out, re.M)
 
 
 @pytest.mark.parametrize("configfile", ["config/offline.yaml", "config/config.yaml"])

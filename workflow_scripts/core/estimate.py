@@ -90,6 +90,7 @@ class Stage:
     storage_gb: float  # peak
     note: str = ""
     on_results: bool = True  # False: on another file system (not counted against the quota)
+    answers: int = 0  # answers the stage's jobs decode (to be judged), where counted
 
 
 def model_shape(name: str, entry: dict, table: dict, results: Path) -> ModelShape:
@@ -148,6 +149,7 @@ def job_counts(config: dict) -> dict[str, int]:
         **h4_job_counts(config),
         "judge_secondary": len(grid.judged_cells()) * len((config.get("judges") or {}).get("secondary") or {}),
     }
+    counts |= h3_job_counts(config, grid)
     return {rule: n for rule, n in counts.items() if n}
 
 
@@ -165,6 +167,38 @@ def h4_job_counts(config: dict) -> dict[str, int]:
         "h4_steer": counts["steer_jobs"],
         "h4_ablate": counts["ablate_jobs"],
     }
+
+
+def h3_on(config: dict) -> bool:
+    first_study = config.get("first_study") or {}
+    importing = bool(first_study.get("archive") or first_study.get("directory"))
+    return bool((config.get("h3") or {}).get("enabled")) and not importing
+
+
+def h3_job_counts(config: dict, grid: Grid) -> dict[str, int]:
+    """Jobs of the H3 rules (rules/h3.smk): per persona, per persona x EM dataset, per EM run."""
+    if not h3_on(config):
+        return {}
+    m, personas = len(grid.models), len(grid.personas)
+    em = [d for d in grid.datasets if config["datasets"][d]["role"] == "em"]
+    return {
+        "h3_sample": m * personas if em else 0,
+        "h3_judge": m * personas * len(em),
+        "h3_mechanistic": m * personas * len(em) * len(grid.seeds),
+        "h3_analysis": 1 if em else 0,
+    }
+
+
+def h3_answers_per_persona(config: dict, grid: Grid, checkpoints: dict[str, int], n_questions: int) -> int:
+    """Answers one h3_sample job decodes: every selected checkpoint of the persona's EM
+    runs (`checkpoints`: analysis checkpoints a run of each dataset keeps) x questions x n."""
+    h3 = config["h3"]
+    questions = len(h3.get("questions") or []) or n_questions
+    stride = int(h3.get("checkpoint_stride", 1))
+    em = [d for d in grid.datasets if config["datasets"][d]["role"] == "em"]
+    # every stride-th checkpoint, always with the final one
+    selected = {d: -(-checkpoints[d] // stride) + (1 if (checkpoints[d] - 1) % stride else 0) for d in em}
+    return sum(selected[d] for d in em) * len(grid.seeds) * questions * int(h3["n"])
 
 
 def em_rows(config: dict, dataset: str, table: dict, results: Path) -> tuple[int, int, bool]:
@@ -200,6 +234,12 @@ def analysis_plan(em: dict, steps: int) -> tuple[int, int, bool]:
     plan = em.get("analysis_checkpoints")
     if plan is None or plan is False:
         return steps // int(em["save_steps"]), FULL_CHECKPOINT_BYTES, False
+    if isinstance(plan, dict) and set(plan) <= {"every", "log_spaced"}:  # the schema's form
+        from workflow_scripts.em.training import analysis_steps
+
+        if not (int(plan.get("every", 0)) > 0 or int(plan.get("log_spaced", 0)) > 0):
+            return steps // int(em["save_steps"]), FULL_CHECKPOINT_BYTES, False
+        return len(analysis_steps(plan, steps)), ANALYSIS_BYTES["bfloat16"], True
     dtype = "bfloat16"
     if isinstance(plan, list):  # explicit steps
         return sum(1 for step in plan if int(step) <= steps), ANALYSIS_BYTES[dtype], True
@@ -332,6 +372,8 @@ def estimate_stages(
     batching = em.get("batching", "padded")
     em_hours = em_gb = resume_gb = 0.0
     kept_per_run: list[int] = []
+    kept_by_dataset: dict[str, int] = {}
+    analysis_on = False
     exact = True
     for d in grid.datasets:
         rows, tokens, counted = em_rows(config, d, table, results)
@@ -339,6 +381,8 @@ def estimate_stages(
         steps = em_steps(rows, float(em["epochs"]), global_batch, int(em.get("max_steps", -1)))
         kept, bytes_each, resume_deleted = analysis_plan(em, steps)
         kept_per_run.append(kept)
+        kept_by_dataset[d] = kept
+        analysis_on |= resume_deleted
         for m in models:
             lora = shapes[m].lora_params(int(em["lora_r"]), em["target_modules"])
             runs = len(grid.personas) * len(grid.seeds)
@@ -355,7 +399,7 @@ def estimate_stages(
     em_gb += resume_gb * concurrent_gpu_jobs
     mode = (
         "adapter-only analysis checkpoints + one resume checkpoint per running job"
-        if em.get("analysis_checkpoints")
+        if analysis_on
         else "every save_steps checkpoint kept with optimizer state"
     )
     stages.append(
@@ -398,6 +442,24 @@ def estimate_stages(
             f"transformers engine GPU path, {answers} answers x {new_tokens} tokens a condition",
         )
     )
+    if h3_on(config):
+        per_persona_answers = h3_answers_per_persona(config, grid, kept_by_dataset, questions)
+        h3_hours = sum(
+            per_persona_answers * new_tokens / decode_tokens_per_s(table, gpu, shapes[m].params, lora=True)
+            + weights_gb[m] * s["load_s_per_gb"]
+            for m in models
+        ) * len(grid.personas) / 3600
+        h3_counts = h3_job_counts(config, grid)
+        stages.append(
+            Stage(
+                "h3_sample",
+                h3_counts["h3_sample"],
+                h3_hours,
+                0.0,
+                f"{per_persona_answers} answers x {new_tokens} tokens a persona (every checkpoint served as a LoRA)",
+                answers=per_persona_answers * len(grid.personas) * len(models),
+            )
+        )
     judge_gpu = config["judge"]["kind"] != "openai"
     stages.append(
         Stage(
@@ -464,6 +526,23 @@ def h4_stages(
             f"{counts['answers']} steered/ablated answers, {counts['judge_requests']} judge requests (upper bound)",
         )
     ]
+
+
+def h3_judge_estimate(config: dict, stages: list[Stage], main_total: dict) -> dict | None:
+    """Requests and cost of judging the H3 answers (two requests an answer, none cached),
+    priced at the main grid's cost per request (the same answer length bound)."""
+    if not h3_on(config):
+        return None
+    sample = next((s for s in stages if s.stage == "h3_sample"), None)
+    if sample is None:
+        return None
+    requests = 2 * sample.answers
+    sent = max(int(main_total["to_send"]), 1)
+    return {
+        "requests": requests,
+        "cost_usd": round(requests * main_total["cost_usd"] / sent, 2),
+        "max_cost_usd": round(requests * main_total["max_cost_usd"] / sent, 2),
+    }
 
 
 def storage_advice(total_gb: float, quota_gb: float) -> str:
@@ -544,6 +623,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"all judges: {every['to_send']} requests, about {every['cost_usd']} USD, "
                 f"at most {every['max_cost_usd']} USD"
+            )
+        h3 = h3_judge_estimate(config, stages, total)
+        if h3:
+            print(
+                f"judge, H3: {h3['requests']} requests, about {h3['cost_usd']} USD, at most "
+                f"{h3['max_cost_usd']} USD (at the main grid's cost per request)"
             )
     return 0
 

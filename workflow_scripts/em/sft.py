@@ -10,7 +10,11 @@ reading them once.) The baseline starts from the base model itself, which must
 carry no adapter.
 
 Checkpoints go to a directory that is not a declared output: a killed job resumes
-from the last one, and all are kept for phase-transition analysis.
+from the last one. With analysis checkpoints on (the default), adapter-only bf16
+checkpoints are staged there too and moved into the rule's analysis_checkpoints output
+at the end, and the trainer's resume checkpoint is deleted
+(workflow_scripts/em/analysis_checkpoints.py); with them off, every trainer checkpoint
+is kept as the phase-transition series.
 """
 
 import json
@@ -43,11 +47,18 @@ from workflow_scripts.core.sharding import (
     load_on_rank_zero,
     world_size,
 )
+from workflow_scripts.em.analysis_checkpoints import (
+    STAGING,
+    analysis_callback,
+    delete_resume_checkpoints,
+    publish_analysis_checkpoints,
+)
 from workflow_scripts.em.batching import data_collator, prepare_model
 from workflow_scripts.em.dataset import prompt_completion_rows, read_chat_rows
 from workflow_scripts.em.training import (
     TRAINING_RECORD,
     EmTrainSettings,
+    analysis_steps,
     kl_trainer_class,
     lora_config,
     sft_config,
@@ -301,8 +312,10 @@ def train_em_adapter(
     has_persona_adapter: bool,
     kl_reference: Path | None = None,
     kl_reference_name: str | None = None,
+    analysis_dir: Path | None = None,
 ) -> dict:
-    """Train one EM adapter from the (verified) start model; return its training record."""
+    """Train one EM adapter from the (verified) start model; return its training record.
+    `analysis_dir`: where the adapter-only analysis checkpoints go (None: left staged)."""
     model_dir, dataset, out_dir = Path(model_dir), Path(dataset), Path(out_dir)
     start = verify_start_model(model_dir, persona, has_persona_adapter)
     log.info("start model %s: %s", model_dir, start.summary())
@@ -322,8 +335,13 @@ def train_em_adapter(
     )
     if resume:
         log.info("resuming from %s", resume)
+    staging = Path(checkpoints_dir) / STAGING
+
+    def analysis(s: EmTrainSettings) -> Any:
+        return analysis_callback(staging, s.analysis_checkpoints, start, dataset_name, s.seed)
+
     trainer, result, settings = train_with_oom_fallback(
-        lambda s: _trainer_for_run(model_dir, s, rows, checkpoints_dir, kl_rows),
+        lambda s: _trainer_for_run(model_dir, s, rows, checkpoints_dir, kl_rows, analysis(s)),
         settings,
         resume,
         checkpoints_dir,
@@ -335,6 +353,8 @@ def train_em_adapter(
     adapter_state = gathered_adapter_state(trainer.model)  # sharded: every rank gathers
     if not is_main_process():
         return {}
+    max_steps = trainer.state.max_steps
+    steps = analysis_steps(settings.analysis_checkpoints, max_steps)
     with atomic_dir(out_dir) as tmp:
         trainer.model.save_pretrained(tmp, state_dict=adapter_state)
         adapter_sha = weights_hash(tmp)
@@ -389,8 +409,16 @@ def train_em_adapter(
             "device": _device_name(),
             "processes": world_size(),
             "adapter_sha256": adapter_sha,
+            "analysis_checkpoints": steps,
         }
         write_json_atomic(tmp / TRAINING_RECORD, record)
+    if analysis_dir is not None:
+        publish_analysis_checkpoints(
+            staging, Path(analysis_dir), steps, settings.analysis_checkpoints, max_steps
+        )
+        if settings.keeps_analysis_checkpoints:
+            removed = delete_resume_checkpoints(Path(checkpoints_dir))
+            log.info("run finished: resume checkpoints %s deleted", removed)
     return record
 
 
@@ -400,10 +428,14 @@ def _trainer_for_run(
     rows: list[dict],
     checkpoints_dir: Path,
     kl_rows: list[dict] | None,
+    analysis: Any = None,
 ) -> Any:
     model, tokenizer, cuda = _load_for_training(model_dir, settings)
     trainer = build_trainer(model, tokenizer, rows, settings, checkpoints_dir, cuda, kl_rows)
     trainer.add_callback(_log_callback())
+    if analysis is not None:
+        analysis.trainer = trainer  # it saves the trainer's (wrapped or sharded) model
+        trainer.add_callback(analysis)
     return trainer
 
 

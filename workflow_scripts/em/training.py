@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,8 @@ class EmTrainSettings:
     kind: str = "sft"  # "sft" | "kl"
     kl_weight: float = 1.0
     kl_batch_size: int | None = _DEFAULTS["kl_batch_size"]  # None: per_device_batch
+    # adapter-only checkpoints of the H3 series: {"every": N} or {"log_spaced": K}
+    analysis_checkpoints: dict = field(default_factory=lambda: dict(_DEFAULTS["analysis_checkpoints"]))
     extra: dict = field(default_factory=dict)  # params this version does not know (recorded)
 
     @classmethod
@@ -65,6 +68,11 @@ class EmTrainSettings:
         values = {k: v for k, v in params.items() if k in known}
         if "target_modules" in values:
             values["target_modules"] = tuple(values["target_modules"])
+        if "analysis_checkpoints" in values:
+            values["analysis_checkpoints"] = {
+                **_DEFAULTS["analysis_checkpoints"],
+                **dict(values["analysis_checkpoints"]),
+            }
         extra = {k: v for k, v in params.items() if k not in known}
         return cls(**values, extra=extra)
 
@@ -82,6 +90,13 @@ class EmTrainSettings:
                 "em_training.batching: 'packed' is for kind sft; the KL term's reference batches are "
                 "padded rows (use 'causal' or 'padded')"
             )
+
+    @property
+    def keeps_analysis_checkpoints(self) -> bool:
+        """Whether adapter-only checkpoints are written (and trainer checkpoints are only
+        kept for resume); otherwise every trainer checkpoint is kept as the series."""
+        plan = self.analysis_checkpoints
+        return int(plan.get("every", 0)) > 0 or int(plan.get("log_spaced", 0)) > 0
 
     @property
     def global_batch(self) -> int:
@@ -154,16 +169,36 @@ def sft_config(settings: EmTrainSettings, output_dir: str, use_bf16: bool) -> An
         packing=False,
         padding_free=False,
         use_liger_kernel=settings.use_liger_kernel,
-        # every checkpoint is kept: they are the phase-transition series
+        # with analysis checkpoints the trainer's own (optimizer state included) are for
+        # resume only: the last one is kept, and deleted when the run ends (em/sft.py);
+        # without them every trainer checkpoint is kept as the phase-transition series
         save_strategy="steps",
         save_steps=settings.save_steps,
-        save_total_limit=None,
+        save_total_limit=1 if settings.keeps_analysis_checkpoints else None,
         eval_strategy="no",
         logging_steps=settings.logging_steps,
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def analysis_steps(plan: dict, max_steps: int) -> list[int]:
+    """The steps of a run of `max_steps` steps that get an analysis checkpoint: every
+    `every` steps, or `log_spaced` steps evenly spaced in log(step) from 1 (rounded,
+    duplicates dropped), and always the final step; none when both are 0."""
+    every, count = int(plan.get("every", 0)), int(plan.get("log_spaced", 0))
+    if max_steps < 1 or (every <= 0 and count <= 0):
+        return []
+    if every > 0:
+        steps = set(range(every, max_steps + 1, every))
+    elif count == 1:
+        steps = set()
+    else:
+        steps = {
+            round(math.exp(math.log(max_steps) * i / (count - 1))) for i in range(count)
+        }
+    return sorted({s for s in steps if 1 <= s <= max_steps} | {max_steps})
 
 
 def token_kl(ref_logits: Any, cur_logits: Any, mask: Any) -> Any:

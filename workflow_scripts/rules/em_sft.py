@@ -31,6 +31,7 @@ def main(smk) -> None:
         has_persona_adapter=smk.params.has_persona_adapter,
         kl_reference=Path(kl_reference) if kl_reference else None,
         kl_reference_name=smk.params.kl_reference_name,
+        analysis_dir=Path(smk.output.analysis),
     )
     record = run_on_gpus(train_em_adapter, kwargs, job_gpus(smk))
     log.info(

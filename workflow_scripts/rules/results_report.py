@@ -1,16 +1,18 @@
 """results/final/RESULTS.md (rule `results_report`): the tables, findings written from
 the numbers (never by hand), the method, what is missing, and the figures; plus an
 optional extra Markdown section (the first study's reproduction) when given, the
-H4 section when its tests are an input, and the judges section with secondary judges."""
+H4 and H3 sections when their tests are inputs, and the judges section with secondary
+judges."""
 
 import logging
 from pathlib import Path
 
 from workflow_scripts.core.io_utils import write_text_atomic
 from workflow_scripts.core.job import start_job
+from workflow_scripts.h3.run import read_h3_tests
 from workflow_scripts.h4.run import read_h4_tests
 from workflow_scripts.stats.outputs import TABLES
-from workflow_scripts.stats.report import h4_section, read_tables, render_results
+from workflow_scripts.stats.report import h3_section, h4_section, read_tables, render_results
 from workflow_scripts.stats.robustness import judges_section
 from workflow_scripts.stats.settings import settings_from_dict
 
@@ -30,6 +32,9 @@ def main(smk) -> None:
     h4_path = smk.input.get("h4_tests") if hasattr(smk.input, "get") else None
     if h4_path:  # the H4 section follows any other extra section
         extra = "\n\n".join(part for part in (extra, h4_section(read_h4_tests(h4_path))) if part)
+    h3_path = smk.input.get("h3_tests") if hasattr(smk.input, "get") else None
+    if h3_path:  # the H3 section follows the H4 section
+        extra = "\n\n".join(part for part in (extra, h3_section(read_h3_tests(h3_path))) if part)
     judges_path = smk.input.get("judges") if hasattr(smk.input, "get") else None
     if judges_path:  # secondary judges: agreement and the verdicts under every judge
         extra = "\n\n".join(part for part in (extra, judges_section(judges_path, list(smk.input.agreement))) if part)

@@ -571,3 +571,43 @@ def h4_section(tests: pl.DataFrame) -> str:
         return "\n".join([*lines, "- H4: no persona besides the reference to compare (no rows in h4_tests)", ""])
     lines += [f"- {h4_verdict_line(row)}" for row in tests.to_dicts()]
     return "\n".join([*lines, ""])
+
+
+def _step(value) -> str:
+    return "none" if value is None else f"{value:,.0f}"
+
+
+def h3_verdict_line(row: dict) -> str:
+    """One H3 verdict: a persona against the reference on the transition step of EM."""
+    where = f"H3 {row['model']} / {_dataset_name(row['dataset'])}: {row['persona']} vs {row['reference']}"
+    steps = f"transition at step {_step(row['persona_step'])} vs {_step(row['reference_step'])}"
+    if row["status"] != "ok":
+        return f"{where}, {steps}: {row['verdict']}"
+    ratio = 10 ** row["estimate"]
+    return (
+        f"{where}, {steps} (persona/reference {ratio:.2f}x, 95% CI {10 ** row['low']:.2f}-"
+        f"{10 ** row['high']:.2f}; {row['n_questions']} questions, {row['n_seeds']} seed(s)), "
+        f"BH-adjusted p {pvalue(row['p_adj'])}: {row['verdict']}"
+    )
+
+
+def h3_section(tests: pl.DataFrame) -> str:
+    """RESULTS.md's H3 section: a verdict line per persona, model and EM dataset of the
+    table h3_tests ("no transition within training" is an outcome of its own)."""
+    lines = [
+        "## H3: when EM sets in",
+        "",
+        "Each persona against the reference persona on the training step at which the misaligned share "
+        "(among coherent answers) rises: the midpoint of a logistic in log(step) fitted to the judged "
+        "answers of the EM runs' analysis checkpoints, pooled over seeds, with a cluster bootstrap over "
+        "questions and seeds; a fitted rise below `h3.min_rise` points, or a midpoint outside the evaluated "
+        "steps, is \"no transition within training\" (docs/methods.md, H3). Benjamini-Hochberg within "
+        "model. Tables: `h3_tests`, `h3_transitions` (with the step of maximum adapter rotation per run "
+        "and its agreement with the behavioural step), `h3_curves`, `h3_mechanistic`; figures "
+        "`h3_curves.png`, `h3_transitions.png`.",
+        "",
+    ]
+    if tests.height == 0:
+        return "\n".join([*lines, "- H3: no persona besides the reference to compare (no rows in h3_tests)", ""])
+    lines += [f"- {h3_verdict_line(row)}" for row in tests.to_dicts()]
+    return "\n".join([*lines, ""])

@@ -1,0 +1,1 @@
+"""H3: when EM sets in: behavioural and mechanistic transitions over EM training."""
