@@ -555,6 +555,10 @@ def results_report_inputs(wildcards):
         inputs["extra_findings"] = REPRODUCTION["findings"]
     if H4_ON:
         inputs["h4_tests"] = table_path("h4_tests")
+    if SELF_KNOWLEDGE_ON:
+        inputs.update(
+            {f"sk_{name}": table_path(name) for name in SELF_KNOWLEDGE_TABLES}
+        )
     return inputs
 
 
@@ -565,6 +569,7 @@ def final_targets(wildcards=None):
     targets += persona_check_tables()
     targets += first_study_targets()
     targets += h4_targets()
+    targets += self_knowledge_targets()
     return targets + report_page_targets()
 
 
@@ -883,3 +888,77 @@ def h4_targets():
         return []
     figures = [H4_FIGURE.format(name=n) for n in H4_FIGURES]
     return [*h4_table_outputs().values(), *figures]
+
+
+# ---- self-knowledge battery (rules/self_knowledge.smk)
+from workflow_scripts.self_knowledge.outputs import FIGURES as SELF_KNOWLEDGE_FIGURES
+from workflow_scripts.self_knowledge.outputs import TABLES as SELF_KNOWLEDGE_TABLES
+
+SELF_KNOWLEDGE = config["self_knowledge"]
+SELF_KNOWLEDGE_ON = bool(SELF_KNOWLEDGE["enabled"]) and not IMPORTING
+SELF_KNOWLEDGE_ENV = SAMPLING_ENV  # the battery runs on the sampling engine
+SELF_KNOWLEDGE_SCORE_KEYS = (
+    "self_assessment",
+    "description_pairs",
+    "answers_per_question",
+    "min_mass",
+    "batch_size",
+    "dtype",
+)
+
+
+def self_knowledge_judged(wildcards):
+    """This persona model's judged answers, every dataset (the no-EM control included):
+    its own answers for recognition and score prediction, and its partners'."""
+    return [
+        JUDGED.format(model=m, persona=p, dataset=d)
+        for m, p, d in GRID.judged_cells()
+        if m == wildcards.model and p == wildcards.persona
+    ]
+
+
+def self_knowledge_score_settings(wildcards=None):
+    """The battery's items (by id, with the file's sha256) and scoring settings, on the
+    study's sampling engine (with its vLLM block where that engine is vLLM)."""
+    settings = {key: SELF_KNOWLEDGE[key] for key in SELF_KNOWLEDGE_SCORE_KEYS}
+    settings["sha256"] = SELF_KNOWLEDGE["items"].get("sha256")
+    settings["engine"] = config["sampling"]["engine"]
+    if settings["engine"] == "vllm":
+        settings["vllm"] = dict(config["sampling"].get("vllm") or {})
+    return settings
+
+
+def self_knowledge_score_files(wildcards=None):
+    return [
+        SELF_KNOWLEDGE_SCORES.format(model=m, persona=p)
+        for m in MODELS
+        for p in PERSONAS
+    ]
+
+
+def self_knowledge_summary_settings(wildcards=None):
+    stats = config["statistics"]
+    return {
+        "reference_persona": REFERENCE_PERSONA,
+        "em_datasets": [d for d in DATASETS if config["datasets"][d]["role"] == "em"],
+        "behaviour_threshold": SELF_KNOWLEDGE["behaviour_threshold"],
+        "self_report_threshold": SELF_KNOWLEDGE["self_report_threshold"],
+        "bootstrap_resamples": SELF_KNOWLEDGE["bootstrap_resamples"],
+        **{
+            k: stats[k]
+            for k in ("seed", "alpha", "misaligned_below", "coherent_above")
+        },
+    }
+
+
+def self_knowledge_table_outputs():
+    return {name: table_path(name) for name in SELF_KNOWLEDGE_TABLES}
+
+
+def self_knowledge_targets():
+    """The self-knowledge tables and figures, when self_knowledge.enabled (never for an
+    import: an imported study has no models to ask)."""
+    if not SELF_KNOWLEDGE_ON:
+        return []
+    figures = [SELF_KNOWLEDGE_FIGURE.format(name=n) for n in SELF_KNOWLEDGE_FIGURES]
+    return [*self_knowledge_table_outputs().values(), *figures]

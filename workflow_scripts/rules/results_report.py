@@ -1,7 +1,7 @@
 """results/final/RESULTS.md (rule `results_report`): the tables, findings written from
 the numbers (never by hand), the method, what is missing, and the figures; plus an
-optional extra Markdown section (the first study's reproduction) when given, and the
-H4 section when its tests are an input."""
+optional extra Markdown section (the first study's reproduction) when given, the H4
+section when its tests are an input, and the self-knowledge section when its tables are."""
 
 import logging
 from pathlib import Path
@@ -29,6 +29,14 @@ def main(smk) -> None:
     h4_path = smk.input.get("h4_tests") if hasattr(smk.input, "get") else None
     if h4_path:  # the H4 section follows any other extra section
         extra = "\n\n".join(part for part in (extra, h4_section(read_h4_tests(h4_path))) if part)
+    sk_tests = smk.input.get("sk_self_knowledge_tests") if hasattr(smk.input, "get") else None
+    if sk_tests:  # the self-knowledge section follows the H4 section
+        from workflow_scripts.self_knowledge.report import section_from_files
+
+        section = section_from_files(
+            smk.input.sk_self_knowledge_conditions, smk.input.sk_self_knowledge_classes, sk_tests
+        )
+        extra = "\n\n".join(part for part in (extra, section) if part)
     text = render_results(tables, settings, list(smk.input.figures), extra, extra_findings)
     write_text_atomic(smk.output.results, text)
     log.info("RESULTS.md: %d lines", text.count("\n"))
