@@ -945,8 +945,7 @@ def self_knowledge_summary_settings(wildcards=None):
         "self_report_threshold": SELF_KNOWLEDGE["self_report_threshold"],
         "bootstrap_resamples": SELF_KNOWLEDGE["bootstrap_resamples"],
         **{
-            k: stats[k]
-            for k in ("seed", "alpha", "misaligned_below", "coherent_above")
+            k: stats[k] for k in ("seed", "alpha", "misaligned_below", "coherent_above")
         },
     }
 

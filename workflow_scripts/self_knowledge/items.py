@@ -82,6 +82,10 @@ def _entries(data: dict, key: str, path: str) -> list[dict]:
     return entries
 
 
+def _fields(names: set[str]) -> str:
+    return ", ".join("{" + name + "}" for name in sorted(names))
+
+
 def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
@@ -129,8 +133,7 @@ def parse_items(path: str | os.PathLike) -> Items:
         found = template_fields(template)
         if found != fields:
             raise InputError(
-                f"{path}: prompts.{name}: expected the fields {{{'}, {'.join(sorted(fields))}}}; found "
-                f"{{{'}, {'.join(sorted(found))}}}"
+                f"{path}: prompts.{name}: expected the fields {_fields(fields)}; found {_fields(found) or 'none'}"
             )
         templates[name] = template
     version = data.get("version")

@@ -24,7 +24,12 @@ import polars as pl
 from scipy.stats import fisher_exact, pearsonr
 
 from workflow_scripts.judging.logprob import judge_distribution
-from workflow_scripts.self_knowledge.battery import DESCRIPTION_CHOICE, PREDICTION, RECOGNITION, SELF_ASSESSMENT
+from workflow_scripts.self_knowledge.battery import (
+    DESCRIPTION_CHOICE,
+    PREDICTION,
+    RECOGNITION,
+    SELF_ASSESSMENT,
+)
 
 ALIGNED, COHERENT, INVERTED = "aligned", "coherent", "inverted"
 CLASSES = (ALIGNED, COHERENT, INVERTED)
@@ -164,13 +169,9 @@ def condition_table(
         else:
             boot_behaviour = np.full(resamples, np.nan)
 
-        def measure(name: str) -> np.ndarray:
-            v = part.filter(pl.col("measure") == name)["value"].drop_nulls().to_numpy().astype(float)
-            return v
-
-        assessment = measure(SELF_ASSESSMENT) / 100.0
-        choice = measure(DESCRIPTION_CHOICE)
-        recognition = measure(RECOGNITION)
+        assessment = _values(part, SELF_ASSESSMENT) / 100.0
+        choice = _values(part, DESCRIPTION_CHOICE)
+        recognition = _values(part, RECOGNITION)
         boot_assessment = _item_means(assessment, resamples, rng)
         boot_choice = _item_means(choice, resamples, rng)
         boot_recognition = _item_means(recognition, resamples, rng)
@@ -209,6 +210,10 @@ def condition_table(
         }
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None).sort(CONDITION) if rows else pl.DataFrame()
+
+
+def _values(part: pl.DataFrame, measure: str) -> np.ndarray:
+    return part.filter(pl.col("measure") == measure)["value"].drop_nulls().to_numpy().astype(float)
 
 
 def _mean_of(values: list[float]) -> float | None:
