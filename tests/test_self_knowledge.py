@@ -256,3 +256,16 @@ def test_battery_asks_both_orders_and_pairs_answers_with_the_control():
     assert [b.judged_aligned for b in of_em if b.measure == PREDICTION] == [10.0, 80.0]
     assert len({b.request.key for b in battery}) == len(battery)
     assert np.all([b.request.choices == ("A", "B") for b in battery if b.measure in (DESCRIPTION_CHOICE, RECOGNITION)])
+
+
+def test_unclassified_conditions_are_counted_and_leave_no_test():
+    answers, scores = _synthetic(
+        {("baseline", "bad"): 0.5, ("goodness", "bad"): 0.5},
+        {("baseline", "bad"): 0.1, ("goodness", "bad"): 0.9},
+    )
+    answers = answers.with_columns(pl.when(pl.col("persona") == "goodness").then(20.0).otherwise(pl.col("coherent")).alias("coherent"))
+    tables = summarize(scores, answers, SETTINGS)
+    classes = {r["persona"]: r for r in tables["self_knowledge_classes"].to_dicts()}
+    assert (classes["goodness"]["n_unclassified"], classes["goodness"]["n_conditions"]) == (1, 1)
+    (row,) = tables["self_knowledge_tests"].to_dicts()
+    assert row["persona"] == "goodness" and row["status"] == "no_misaligned_em"

@@ -32,7 +32,8 @@ from workflow_scripts.core.io_utils import atomic_path
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.self_knowledge.measures import CLASSES, Thresholds
 
-CLASS_COLOURS = {"aligned": "#4c9f70", "coherent": "#d08c2c", "inverted": "#b03a48"}
+CLASS_COLOURS = {"aligned": "#4c9f70", "coherent": "#d08c2c", "inverted": "#b03a48", "unclassified": "#bbbbbb"}
+SHOWN = (*CLASSES, "unclassified")
 
 
 def _save(plot, out: Path, width: float, height: float, dpi: int) -> None:
@@ -90,9 +91,9 @@ def class_shares(classes: pl.DataFrame, out: Path, dpi: int) -> None:
     if classes.height == 0:
         _save(_no_data(title, "no EM condition with a judged behaviour"), out, 6.5, 3, dpi)
         return
-    long = classes.unpivot(index=["model", "persona"], on=[f"n_{c}" for c in CLASSES], variable_name="class", value_name="n")
+    long = classes.unpivot(index=["model", "persona"], on=[f"n_{c}" for c in SHOWN], variable_name="class", value_name="n")
     df = long.with_columns(pl.col("class").str.strip_prefix("n_")).to_pandas()
-    df["class"] = pd.Categorical(df["class"], categories=list(CLASSES))
+    df["class"] = pd.Categorical(df["class"], categories=list(SHOWN))
     plot = (
         ggplot(df, aes("persona", "n", fill="class"))
         + geom_bar(stat="identity", position="fill")

@@ -243,11 +243,13 @@ def _prediction(predicted: np.ndarray, judged: np.ndarray, resamples: int, alpha
 
 def class_table(conditions: pl.DataFrame, em_datasets: list[str]) -> pl.DataFrame:
     """Per model and persona, over its EM conditions (datasets of role em): how many
-    conditions fall in each class, and the coherent share among the misbehaving ones."""
-    em = conditions.filter(pl.col("dataset").is_in(em_datasets) & pl.col("class").is_not_null())
+    conditions fall in each class (unclassified: no judged coherent answer or no
+    self-report), and the coherent share among the misbehaving ones."""
+    em = conditions.filter(pl.col("dataset").is_in(em_datasets)).with_columns(pl.col("class").cast(pl.String))
     table = em.group_by("model", "persona", maintain_order=True).agg(
         pl.len().alias("n_conditions"),
-        *[(pl.col("class") == name).sum().alias(f"n_{name}") for name in CLASSES],
+        *[(pl.col("class") == name).sum().cast(pl.Int64).alias(f"n_{name}") for name in CLASSES],
+        pl.col("class").is_null().sum().cast(pl.Int64).alias("n_unclassified"),
     )
     return table.with_columns(
         (pl.col("n_coherent") / (pl.col("n_coherent") + pl.col("n_inverted"))).fill_nan(None).alias("coherent_share")

@@ -83,7 +83,7 @@ def self_knowledge_section(conditions: pl.DataFrame, classes: pl.DataFrame, test
     for row in classes.to_dicts():
         lines.append(
             f"- {row['model']} / {row['persona']}: {row['n_aligned']} aligned, {row['n_coherent']} coherent, "
-            f"{row['n_inverted']} inverted of {row['n_conditions']}"
+            f"{row['n_inverted']} inverted, {row['n_unclassified']} unclassified of {row['n_conditions']}"
         )
     lines += ["", "### Does persona training shift EM models from inverted towards coherent?", ""]
     if tests.height == 0:
