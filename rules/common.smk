@@ -907,6 +907,37 @@ SELF_KNOWLEDGE_SCORE_KEYS = (
 )
 
 
+def _check_self_knowledge_items():
+    """The items file is validated while the workflow is parsed (ids unique, pairs
+    complete and matched, templates with their fields, the selected ids known, the
+    pinned sha256), so a bad file stops the run before any job starts."""
+    from workflow_scripts.core.hashing import sha256_file
+    from workflow_scripts.core.io_utils import InputError
+    from workflow_scripts.self_knowledge.items import parse_items
+
+    path = SELF_KNOWLEDGE["items"]["path"]
+    if not Path(path).exists():
+        raise ConfigError(f"self_knowledge.items.path: file not found: {path}")
+    expected = SELF_KNOWLEDGE["items"].get("sha256")
+    if expected and sha256_file(path) != expected:
+        raise ConfigError(
+            f"self_knowledge.items.sha256: {path} has sha256 {sha256_file(path)}; "
+            f"expected {expected} (a changed file needs its new hash in the config)"
+        )
+    try:
+        parse_items(path).select(
+            SELF_KNOWLEDGE["self_assessment"],
+            SELF_KNOWLEDGE["description_pairs"],
+            "self_knowledge",
+        )
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+
+
+if SELF_KNOWLEDGE_ON:
+    _check_self_knowledge_items()
+
+
 def self_knowledge_judged(wildcards):
     """This persona model's judged answers, every dataset (the no-EM control included):
     its own answers for recognition and score prediction, and its partners'."""
