@@ -23,6 +23,7 @@ include: "rules/stats.smk"
 include: "rules/first_study.smk"
 include: "rules/h4.smk"
 include: "rules/h3.smk"
+include: "rules/self_knowledge.smk"
 # Last: where rules run on a cluster follows from the resources they declare.
 include: "rules/cluster.smk"
 

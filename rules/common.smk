@@ -696,6 +696,10 @@ def results_report_inputs(wildcards):
         ]
     if H3_ON:
         inputs["h3_tests"] = table_path("h3_tests")
+    if SELF_KNOWLEDGE_ON:
+        inputs.update(
+            {f"sk_{name}": table_path(name) for name in SELF_KNOWLEDGE_TABLES}
+        )
     return inputs
 
 
@@ -708,6 +712,7 @@ def final_targets(wildcards=None):
     targets += h4_targets()
     targets += judges_targets()
     targets += h3_targets()
+    targets += self_knowledge_targets()
     return targets + report_page_targets()
 
 
@@ -1110,3 +1115,105 @@ def h3_targets():
         return []
     figures = [H3_FIGURE.format(name=n) for n in H3_FIGURES]
     return [*h3_table_outputs().values(), *figures]
+# ---- self-knowledge battery (rules/self_knowledge.smk)
+from workflow_scripts.self_knowledge.outputs import FIGURES as SELF_KNOWLEDGE_FIGURES
+from workflow_scripts.self_knowledge.outputs import TABLES as SELF_KNOWLEDGE_TABLES
+
+SELF_KNOWLEDGE = config["self_knowledge"]
+SELF_KNOWLEDGE_ON = bool(SELF_KNOWLEDGE["enabled"]) and not IMPORTING
+SELF_KNOWLEDGE_ENV = SAMPLING_ENV  # the battery runs on the sampling engine
+SELF_KNOWLEDGE_SCORE_KEYS = (
+    "self_assessment",
+    "description_pairs",
+    "answers_per_question",
+    "min_mass",
+    "batch_size",
+    "dtype",
+)
+
+
+def _check_self_knowledge_items():
+    """The items file is validated while the workflow is parsed (ids unique, pairs
+    complete and matched, templates with their fields, the selected ids known, the
+    pinned sha256), so a bad file stops the run before any job starts."""
+    from workflow_scripts.core.hashing import sha256_file
+    from workflow_scripts.core.io_utils import InputError
+    from workflow_scripts.self_knowledge.items import parse_items
+
+    path = SELF_KNOWLEDGE["items"]["path"]
+    if not Path(path).exists():
+        raise ConfigError(f"self_knowledge.items.path: file not found: {path}")
+    expected = SELF_KNOWLEDGE["items"].get("sha256")
+    if expected and sha256_file(path) != expected:
+        raise ConfigError(
+            f"self_knowledge.items.sha256: {path} has sha256 {sha256_file(path)}; "
+            f"expected {expected} (a changed file needs its new hash in the config)"
+        )
+    try:
+        parse_items(path).select(
+            SELF_KNOWLEDGE["self_assessment"],
+            SELF_KNOWLEDGE["description_pairs"],
+            "self_knowledge",
+        )
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+
+
+if SELF_KNOWLEDGE_ON:
+    _check_self_knowledge_items()
+
+
+def self_knowledge_judged(wildcards):
+    """This persona model's judged answers, every dataset (the no-EM control included):
+    its own answers for recognition and score prediction, and its partners'."""
+    return [
+        JUDGED.format(model=m, persona=p, dataset=d)
+        for m, p, d in GRID.judged_cells()
+        if m == wildcards.model and p == wildcards.persona
+    ]
+
+
+def self_knowledge_score_settings(wildcards=None):
+    """The battery's items (by id, with the file's sha256) and scoring settings, on the
+    study's sampling engine (with its vLLM block where that engine is vLLM)."""
+    settings = {key: SELF_KNOWLEDGE[key] for key in SELF_KNOWLEDGE_SCORE_KEYS}
+    settings["sha256"] = SELF_KNOWLEDGE["items"].get("sha256")
+    settings["engine"] = config["sampling"]["engine"]
+    if settings["engine"] == "vllm":
+        settings["vllm"] = dict(config["sampling"].get("vllm") or {})
+    return settings
+
+
+def self_knowledge_score_files(wildcards=None):
+    return [
+        SELF_KNOWLEDGE_SCORES.format(model=m, persona=p)
+        for m in MODELS
+        for p in PERSONAS
+    ]
+
+
+def self_knowledge_summary_settings(wildcards=None):
+    stats = config["statistics"]
+    return {
+        "reference_persona": REFERENCE_PERSONA,
+        "em_datasets": [d for d in DATASETS if config["datasets"][d]["role"] == "em"],
+        "behaviour_threshold": SELF_KNOWLEDGE["behaviour_threshold"],
+        "self_report_threshold": SELF_KNOWLEDGE["self_report_threshold"],
+        "bootstrap_resamples": SELF_KNOWLEDGE["bootstrap_resamples"],
+        **{
+            k: stats[k] for k in ("seed", "alpha", "misaligned_below", "coherent_above")
+        },
+    }
+
+
+def self_knowledge_table_outputs():
+    return {name: table_path(name) for name in SELF_KNOWLEDGE_TABLES}
+
+
+def self_knowledge_targets():
+    """The self-knowledge tables and figures, when self_knowledge.enabled (never for an
+    import: an imported study has no models to ask)."""
+    if not SELF_KNOWLEDGE_ON:
+        return []
+    figures = [SELF_KNOWLEDGE_FIGURE.format(name=n) for n in SELF_KNOWLEDGE_FIGURES]
+    return [*self_knowledge_table_outputs().values(), *figures]

@@ -91,3 +91,46 @@ def batch_seed(batch: list[GenerationRequest]) -> int:
 
     digest = hashlib.sha256(f"{batch[0].seed}:{batch[0].key}".encode()).hexdigest()
     return int(digest[:8], 16)
+
+
+# -- scoring: what a model says, read from its own next-token probabilities ----------
+
+NUMBER = "number"  # the 0..100 answer's distribution (as the local judge scores it)
+CHOICE = "choice"  # the probability of each choice token (e.g. "A", "B")
+NUMBER_CANDIDATES = tuple(str(k) for k in range(101))
+
+
+@dataclass(frozen=True)
+class ScoringRequest:
+    key: str  # unique and stable
+    messages: tuple[dict, ...]  # chat messages; the answer follows the assistant header
+    kind: str = NUMBER  # NUMBER | CHOICE
+    choices: tuple[str, ...] = ()  # CHOICE: the candidate answers, e.g. ("A", "B")
+    adapter: str | None = None  # a LoRA added with `add_adapter`; None: the model itself
+
+    def candidates(self) -> tuple[str, ...]:
+        if self.kind == NUMBER:
+            return NUMBER_CANDIDATES
+        if self.kind == CHOICE and self.choices:
+            return self.choices
+        raise ValueError(f"scoring request '{self.key}': kind '{self.kind}' with choices {self.choices}; expected number, or choice with candidates")
+
+
+@dataclass(frozen=True)
+class Scoring:
+    key: str
+    probabilities: dict[str, float]  # candidate -> P(the model answers exactly it)
+    n_prompt_tokens: int
+
+
+def scoring_batches(requests: list[ScoringRequest], max_requests: int) -> list[list[ScoringRequest]]:
+    """Consecutive batches of at most `max_requests`, never mixing adapters or candidate
+    sets (one candidate trie per batch); order-preserving."""
+    batches: list[list[ScoringRequest]] = []
+    for request in requests:
+        last = batches[-1] if batches else None
+        if last and len(last) < max_requests and last[0].adapter == request.adapter and last[0].candidates() == request.candidates():
+            last.append(request)
+        else:
+            batches.append([request])
+    return batches

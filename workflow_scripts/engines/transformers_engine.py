@@ -23,8 +23,11 @@ from workflow_scripts.core.chat import render
 from workflow_scripts.engines.base import (
     Completion,
     GenerationRequest,
+    Scoring,
+    ScoringRequest,
     batch_seed,
     request_batches,
+    scoring_batches,
 )
 from workflow_scripts.models.loading import load_model, load_tokenizer
 
@@ -85,6 +88,7 @@ class TransformersEngine:
         self._neutral_generation_config()
         self.decode = self._decode_mode(decode)
         self._decoder: Any = None
+        self._scorers: dict[tuple[str, ...], Any] = {}  # candidates -> candidate scorer
         if self.decode != "generate":
             from workflow_scripts.engines.static_decode import StaticDecoder
 
@@ -265,3 +269,40 @@ class TransformersEngine:
                 )
             )
         return completions
+
+    # -- scoring --------------------------------------------------------------------
+
+    def score(self, requests: Iterable[ScoringRequest]) -> Iterator[list[Scoring]]:
+        """Yield each batch's candidate probabilities: every candidate of a request is
+        scored in one forward pass over the prompt and a trie of the candidates' tokens
+        (judging/local_judge.py), so a number split into digits is scored whole and "8"
+        is not credited with the mass of "85"."""
+        for batch in scoring_batches(list(requests), self.max_batch_sequences):
+            scorer = self._scorer(batch[0].candidates())
+            ids = [
+                self.tokenizer(render(self.tokenizer, list(r.messages)), add_special_tokens=False)["input_ids"]
+                for r in batch
+            ]
+            with self._serving(batch[0].adapter) as model:
+                scorer.model = model
+                dists = scorer.distributions_of_ids(ids)
+            yield [
+                Scoring(r.key, dist, len(prompt_ids))
+                for r, dist, prompt_ids in zip(batch, dists, ids, strict=True)
+            ]
+
+    def _scorer(self, candidates: tuple[str, ...]) -> Any:
+        from workflow_scripts.engines.base import NUMBER_CANDIDATES
+        from workflow_scripts.judging.local_judge import LocalJudge
+
+        if candidates not in self._scorers:
+            numbers = [c for c in candidates if c in NUMBER_CANDIDATES]
+            self._scorers[candidates] = LocalJudge(
+                None,
+                "self",
+                model=self.model,
+                tokenizer=self.tokenizer,
+                candidates=candidates,
+                numbers=numbers,
+            )
+        return self._scorers[candidates]

@@ -32,10 +32,19 @@ from typing import Any
 
 from workflow_scripts.core.chat import render
 from workflow_scripts.core.io_utils import InputError, check_safetensors, read_json
-from workflow_scripts.engines.base import Completion, GenerationRequest, request_batches
+from workflow_scripts.engines.base import (
+    NUMBER_CANDIDATES,
+    Completion,
+    GenerationRequest,
+    Scoring,
+    ScoringRequest,
+    request_batches,
+    scoring_batches,
+)
 
 log = logging.getLogger(__name__)
 
+SCORING_TOP_LOGPROBS = 20  # next-token alternatives read after a number (vLLM's default max_logprobs)
 FINISH_REASONS = {"stop": "stop", "length": "length"}  # vLLM's reason -> ours
 VLLM_TOP_K_OFF = -1  # accepted as "off" by old (-1 only) and new (0 or -1) vLLM releases
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the values vLLM accepts for max_lora_rank
@@ -201,6 +210,69 @@ class VllmEngine:
             frequency_penalty=0.0,
             min_tokens=0,
         )
+
+    # -- scoring --------------------------------------------------------------------
+
+    def score(self, requests: Iterable[ScoringRequest]) -> Iterator[list[Scoring]]:
+        """Candidate probabilities from prompt logprobs: each candidate's tokens are
+        appended to the prompt, and P(candidate) is the product of their prompt
+        logprobs; for a number, times P(the next token does not start with a digit),
+        read from the top logprobs after it (the local judge's rule, so "8" is not
+        credited with the mass of "85"). vLLM's prefix cache computes the shared prompt
+        once per request."""
+        requests = list(requests)
+        for name in {r.adapter for r in requests} - {None} - set(self._adapters):
+            raise KeyError(f"adapter '{name}' was not added to the engine")
+        if self.fold_em_adapter:
+            first_seen = {a: i for i, a in reversed(list(enumerate(r.adapter for r in requests)))}
+            requests = sorted(requests, key=lambda r: first_seen[r.adapter])
+        width = max(1, self.max_batch_sequences // len(NUMBER_CANDIDATES))
+        for chunk in scoring_batches(requests, width):
+            yield self._score_chunk(chunk)
+
+    def _score_chunk(self, chunk: list[ScoringRequest]) -> list[Scoring]:
+        import math
+
+        from vllm import SamplingParams
+
+        from workflow_scripts.judging.local_judge import continuation_ids, digit_start_ids
+
+        candidates = chunk[0].candidates()
+        continuations = continuation_ids(self.tokenizer, candidates)
+        if not hasattr(self, "_digit_ids"):
+            self._digit_ids = frozenset(digit_start_ids(self.tokenizer))
+        prompt_ids = [
+            self.tokenizer(render(self.tokenizer, list(r.messages)), add_special_tokens=False)["input_ids"]
+            for r in chunk
+        ]
+        inputs = [{"prompt_token_ids": ids + continuations[c]} for ids in prompt_ids for c in candidates]
+        if self.fold_em_adapter:
+            llm, lora = self._engine_serving(chunk[0].adapter), None
+        else:
+            llm = self._engine_serving(None)
+            request_lora = [None if r.adapter is None else self.lora_request(r.adapter) for r in chunk]
+            lora = [request_lora[i] for i in range(len(chunk)) for _ in candidates]
+        params = SamplingParams(
+            n=1, temperature=0.0, max_tokens=1, prompt_logprobs=1, logprobs=SCORING_TOP_LOGPROBS, seed=0
+        )
+        outputs = llm.generate(inputs, params, lora_request=lora, use_tqdm=False)
+        scorings = []
+        for i, (request, ids) in enumerate(zip(chunk, prompt_ids, strict=True)):
+            dist = {}
+            for j, candidate in enumerate(candidates):
+                output = outputs[i * len(candidates) + j]
+                tokens = continuations[candidate]
+                logp = sum(
+                    output.prompt_logprobs[len(ids) + k][token].logprob for k, token in enumerate(tokens)
+                )
+                p = math.exp(logp)
+                if candidate in NUMBER_CANDIDATES:
+                    after = output.outputs[0].logprobs[0]
+                    digit = sum(math.exp(v.logprob) for t, v in after.items() if t in self._digit_ids)
+                    p *= max(0.0, 1.0 - digit)
+                dist[candidate] = p
+            scorings.append(Scoring(request.key, dist, len(ids)))
+        return scorings
 
     # -- engine loads ---------------------------------------------------------------
 

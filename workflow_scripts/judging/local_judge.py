@@ -101,16 +101,27 @@ def digit_start_ids(tokenizer) -> list[int]:
 class LocalJudge:
     method = "logprob"
 
-    def __init__(self, model_dir: str | os.PathLike, judge_id: str, batch_size: int = 8, device: str | None = None, model=None, tokenizer=None):
+    def __init__(
+        self,
+        model_dir: str | os.PathLike | None,
+        judge_id: str,
+        batch_size: int = 8,
+        device: str | None = None,
+        model=None,
+        tokenizer=None,
+        candidates: Sequence[str] = NUMBER_CANDIDATES + LABEL_CANDIDATES,
+        numbers: Sequence[str] = NUMBER_CANDIDATES,
+    ):
+        """`candidates`: the answers scored (any text: the self-knowledge battery scores
+        "A" and "B"); `numbers`: those that must not be followed by a digit."""
         from workflow_scripts.models.loading import load_model, load_tokenizer
 
         self.judge_id = judge_id
         self.batch_size = batch_size
         self.tokenizer = tokenizer or load_tokenizer(model_dir, padding_side="left")
         self.model = model or load_model(model_dir, device=device)
-        candidates = NUMBER_CANDIDATES + LABEL_CANDIDATES
-        self.trie = CandidateTrie.build(continuation_ids(self.tokenizer, candidates), NUMBER_CANDIDATES)
-        self._digit_ids = digit_start_ids(self.tokenizer)
+        self.trie = CandidateTrie.build(continuation_ids(self.tokenizer, candidates), numbers)
+        self._digit_ids = digit_start_ids(self.tokenizer) if numbers else []  # no numbers: never read
         self._tree_mask = None
 
     # ------------------------------------------------------------------ scoring
@@ -164,7 +175,7 @@ class LocalJudge:
             logprobs = torch.log_softmax(out.logits.float(), dim=-1)
             parent_rows = torch.tensor([p + 1 for p in trie.parents], device=logprobs.device)
             token_logp = logprobs[:, parent_rows, tree_tokens.to(logprobs.device)]  # (B, nodes)
-            digit_ids = torch.tensor(self._digit_ids, device=logprobs.device)
+            digit_ids = torch.tensor(self._digit_ids, dtype=torch.long, device=logprobs.device)
             digit_p = logprobs[:, 1:, :].index_select(-1, digit_ids).exp().sum(-1)  # (B, nodes)
         path = torch.zeros_like(token_logp)
         for node, parent in enumerate(trie.parents):  # parents come first

@@ -1,8 +1,8 @@
 """results/final/RESULTS.md (rule `results_report`): the tables, findings written from
 the numbers (never by hand), the method, what is missing, and the figures; plus an
 optional extra Markdown section (the first study's reproduction) when given, the
-H4 and H3 sections when their tests are inputs, and the judges section with secondary
-judges."""
+H4 and H3 sections when their tests are inputs, the judges section with secondary
+judges, and the self-knowledge section when its tables are inputs."""
 
 import logging
 from pathlib import Path
@@ -38,6 +38,14 @@ def main(smk) -> None:
     judges_path = smk.input.get("judges") if hasattr(smk.input, "get") else None
     if judges_path:  # secondary judges: agreement and the verdicts under every judge
         extra = "\n\n".join(part for part in (extra, judges_section(judges_path, list(smk.input.agreement))) if part)
+    sk_tests = smk.input.get("sk_self_knowledge_tests") if hasattr(smk.input, "get") else None
+    if sk_tests:  # the self-knowledge section follows the other hypotheses' sections
+        from workflow_scripts.self_knowledge.report import section_from_files
+
+        section = section_from_files(
+            smk.input.sk_self_knowledge_conditions, smk.input.sk_self_knowledge_classes, sk_tests
+        )
+        extra = "\n\n".join(part for part in (extra, section) if part)
     text = render_results(tables, settings, list(smk.input.figures), extra, extra_findings)
     write_text_atomic(smk.output.results, text)
     log.info("RESULTS.md: %d lines", text.count("\n"))
