@@ -295,7 +295,11 @@ def test_h3_checkpoints_are_sampled_judged_and_analysed(finished_run, config):
     assert set(transitions["status"]) <= {"transition", "no transition within training"}
     mechanistic = pl.read_csv(finished_run / "results/final/tables/h3_mechanistic.csv", infer_schema_length=None)
     whole = mechanistic.filter(pl.col("module") == "all")
-    assert whole.height > 0 and (whole["norm"] > 0).all()
+    assert whole.height > 0 and (whole["norm"] >= 0).all()
+    # LoRA's B starts at zero (a first checkpoint in warm-up can hold a zero update); by
+    # the final checkpoint every run's adapter has moved
+    final = whole.filter(pl.col("step") == pl.col("step").max().over("persona", "dataset", "seed"))
+    assert (final["norm"] > 0).all()
     tests = pl.read_csv(finished_run / "results/final/tables/h3_tests.csv", infer_schema_length=None)
     assert set(zip(tests["persona"], tests["dataset"], strict=True)) == {
         (p, d) for p in config["personas"] if p != ref for d in em}
