@@ -22,11 +22,11 @@ rule judge:
         "logs/benchmarks/judge/{model}/{persona}/{dataset}.tsv"
     conda:
         JUDGE_ENV
-    threads: 4
+    threads: judge_threads()
     resources:
         gpu=judge_gpus(),
         internet=judge_internet(),
-        mem_mb=gpu_mem(16_000),
+        mem_mb=judge_mem(),
         runtime=hours(4),
     params:
         judge=judge_settings,
