@@ -97,10 +97,21 @@ def minutes(runtime) -> int:
     return Resource.parse_human_friendly("runtime", runtime)
 
 
+ATTEMPTS = (1, 2, 3)  # profiles/leonardo: retries 2
+
+
+def per_attempt(resource) -> dict[int, object]:
+    """A rule's resource on each attempt (the rules' helpers take (wildcards, attempt))."""
+    if resource.is_evaluable():
+        return {a: resource._evaluator(None, a) for a in ATTEMPTS}
+    return dict.fromkeys(ATTEMPTS, resource.value)
+
+
 @functools.cache
 def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
     """Each rule of the real workflow with its `gpu` and `internet` resources (constant,
-    or PER_MODEL where the value is the model's `gpus`)."""
+    or PER_MODEL where the value is the model's `gpus`), its threads, and its `mem_mb`
+    and `runtime` per attempt."""
     from snakemake.api import ConfigSettings, ResourceSettings, SnakemakeApi
     from snakemake.settings.types import OutputSettings
 
@@ -118,6 +129,10 @@ def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
                 resource = rule.resources.get(name)
                 evaluable = resource is not None and resource.is_evaluable()
                 values[name] = 0 if resource is None else PER_MODEL if evaluable else resource.value
+            values["threads"] = rule.resources["_cores"].value
+            for name in ("mem_mb", "runtime"):
+                if name in rule.resources.keys():
+                    values[name] = per_attempt(rule.resources[name])
             declared[rule.name] = values
     return declared
 
@@ -164,23 +179,75 @@ def test_leonardo_sends_rules_that_declare_internet_to_the_serial_partition(
     assert {"base_model", "em_dataset", "eval_questions", "released_adapter"} <= needs_internet
     on_serial = rule_names(leonardo)["lrd_all_serial"]
     assert needs_internet <= on_serial
-    # The full study judges through an API: the judge needs the internet.
-    assert "judge" in on_serial
+    # The full study judges through an API: the judging rules need the internet, and the
+    # persona check's GPU part is a rule of its own.
+    assert {"judge", "persona_check", "h4_judge"} <= needs_internet <= on_serial
+    assert "persona_probe" in rule_names(leonardo)["boost_usr_prod+gpu"]
 
 
-def test_leonardo_requests_fit_the_partitions_on_every_attempt(leonardo):
+def leonardo_request(leonardo, full_study_rules, rule: str, name: str, attempt: int):
+    """What a job of `rule` asks for on Leonardo: the profile's value, else the rule's."""
+    resources = leonardo["set-resources"][rule]
+    if name in resources:
+        return evaluate(resources[name], attempt)
+    if name == "cpus_per_task":
+        return full_study_rules[rule]["threads"]
+    return full_study_rules[rule][name][attempt]
+
+
+def test_leonardo_requests_fit_the_partitions_on_every_attempt(leonardo, full_study_rules):
     for rule, resources in leonardo["set-resources"].items():
-        for attempt in (1, 2, 3):
-            mem = evaluate(resources["mem_mb"], attempt)
+        for attempt in ATTEMPTS:
+            mem = leonardo_request(leonardo, full_study_rules, rule, "mem_mb", attempt)
+            runtime = minutes(leonardo_request(leonardo, full_study_rules, rule, "runtime", attempt))
             if resources["slurm_partition"] == "lrd_all_serial":
                 assert mem <= SERIAL_MAX_MEM_MB, (rule, attempt, mem)
-                assert minutes(evaluate(resources["runtime"], attempt)) <= SERIAL_MAX_MINUTES
-                assert resources["cpus_per_task"] <= 4
+                assert runtime <= SERIAL_MAX_MINUTES, (rule, attempt, runtime)
+                cpus = leonardo_request(leonardo, full_study_rules, rule, "cpus_per_task", attempt)
+                assert cpus <= 4, (rule, cpus)
                 assert resources["qos"] == "normal"
             else:
                 assert mem <= NODE_MEM_MB, (rule, attempt, mem)
+
+
+# serial rules that load a model on the CPU (a GGUF conversion; combining adapters)
+SERIAL_MODEL_RULES = {"base_model", "persona_adapter"}
+
+
+def test_leonardo_retries_grow_runtime_always_and_memory_only_where_a_model_is_loaded(
+    leonardo, full_study_rules
+):
+    serial_grows = set()
+    for rule, resources in leonardo["set-resources"].items():
+        runtime = [
+            minutes(leonardo_request(leonardo, full_study_rules, rule, "runtime", a))
+            for a in ATTEMPTS
+        ]
+        assert runtime[1] > runtime[0], (rule, runtime)
+        mem = [leonardo_request(leonardo, full_study_rules, rule, "mem_mb", a) for a in ATTEMPTS]
         if resources["slurm_partition"] == "lrd_all_serial":
-            assert evaluate(resources["mem_mb"], 2) > evaluate(resources["mem_mb"], 1)
+            if mem[1] > mem[0]:
+                serial_grows.add(rule)
+        else:
+            assert mem[1] > mem[0], (rule, mem)
+    # the full study's judge is an API (judge.kind openai): its jobs never load a model
+    assert serial_grows == SERIAL_MODEL_RULES
+
+
+def test_serial_rules_ask_for_what_they_use(leonardo, full_study_rules):
+    serial = rule_names(leonardo)["lrd_all_serial"]
+    for rule in ("judge", "persona_check", "h4_judge"):
+        # an API judge waits on the network: one core and a few GB
+        assert full_study_rules[rule]["threads"] == 1
+        assert full_study_rules[rule]["mem_mb"][1] <= 4_000
+    for rule in serial - SERIAL_MODEL_RULES:
+        assert full_study_rules[rule]["mem_mb"][3] <= 8_000, rule
+
+
+def test_leonardo_marks_the_gpu_partition_offline(leonardo):
+    for rule, resources in leonardo["set-resources"].items():
+        offline = resources["slurm_partition"] == "boost_usr_prod"
+        assert resources.get("offline", 0) == int(offline), rule
 
 
 def test_leonardo_takes_account_from_the_environment_unexpanded(leonardo):
