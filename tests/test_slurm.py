@@ -131,7 +131,7 @@ def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
                 values[name] = 0 if resource is None else PER_MODEL if evaluable else resource.value
             values["threads"] = rule.resources["_cores"].value
             for name in ("mem_mb", "runtime"):
-                if name in rule.resources.keys():
+                if rule.resources.get(name).name:  # a missing one comes back unnamed
                     values[name] = per_attempt(rule.resources[name])
             declared[rule.name] = values
     return declared
