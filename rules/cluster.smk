@@ -13,6 +13,7 @@
 #   (an API judge on a GPU rule) is refused here, before any job.
 import os
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -42,6 +43,11 @@ if _internet_placement == "local":
     workflow.localrules(*INTERNET_RULES)
 
 
+# the checkout's library (common.smk puts it on sys.path; a workflow that includes only
+# this file, like tests/slurm/workflow, may not)
+_REPO = str(Path(workflow.current_basedir).parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
 from workflow_scripts.core.placement import Placement, offline_remote_calls
 
 _offline_calls = offline_remote_calls(
@@ -54,11 +60,11 @@ _offline_calls = offline_remote_calls(
         )
         for r in workflow.rules
     ],
-    config["judge"],
+    config.get("judge") or {},
 )
 if _offline_calls:
-    raise ConfigError(
-        f"{', '.join(CONFIG_FILES)}: "
+    raise WorkflowError(
+        f"{', '.join(str(f) for f in workflow.configfiles) or 'config'}: "
         + "; ".join(_offline_calls)
         + ". Place these rules on a partition with internet (profiles/leonardo: "
         "INTERNET_RULES), or use a judge without one (judge.kind local or vllm_server)"

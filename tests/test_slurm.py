@@ -29,6 +29,7 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.slurm import remote_judge as remote
 from tests.slurm.cluster import (
     ACCOUNT,
     DEBUG_QOS,
@@ -361,6 +362,24 @@ def cluster(tmp_path_factory):
     slurm.stop()
 
 
+@pytest.fixture(scope="module")
+def remote_judge(cluster):
+    """The stand-in remote judge, on the address only the serial node reaches."""
+    judge = remote.RemoteJudge(cluster.remote_address)
+    judge.start()
+    yield judge
+    judge.stop()
+
+
+def synthetic_command(remote_judge) -> list[str]:
+    return snakemake_command(
+        SYNTHETIC / "Snakefile",
+        SYNTHETIC / "config.yaml",
+        "--config",
+        f"remote={remote_judge.base_url}",
+    )
+
+
 def snakemake_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
     env = cluster.env
     unset = ("PERSONA_EM_QOS", "PERSONA_EM_INTERNET_RULES", "SNAKEMAKE_PROFILE")
@@ -371,7 +390,8 @@ def snakemake_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
     return env
 
 
-def snakemake_command(snakefile: Path, configfile: Path, *args: str) -> list[str]:
+def snakemake_command(snakefile: Path, configfile: Path | list[Path], *args: str) -> list[str]:
+    configfiles = configfile if isinstance(configfile, list) else [configfile]
     return [
         sys.executable,
         "-m",
@@ -383,7 +403,7 @@ def snakemake_command(snakefile: Path, configfile: Path, *args: str) -> list[str
         "--profile",
         str(CI_OVERLAY),
         "--configfile",
-        str(configfile),
+        *map(str, configfiles),
         *args,
     ]
 
@@ -470,12 +490,12 @@ SYNTHETIC_JOBS = {
 
 
 @pytest.fixture(scope="module")
-def synthetic(cluster, tmp_path_factory):
+def synthetic(cluster, remote_judge, tmp_path_factory):
     """The synthetic workflow, run once to completion; its workdir and SLURM jobs."""
     workdir = tmp_path_factory.mktemp("synthetic")
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     run_snakemake(
-        snakemake_command(SYNTHETIC / "Snakefile", SYNTHETIC / "config.yaml"),
+        synthetic_command(remote_judge),
         workdir,
         snakemake_env(cluster),
         workdir / "first_run.log",
@@ -523,6 +543,26 @@ def test_local_rule_ran_in_the_submitting_process(synthetic):
 
 
 @pytest.mark.slurm
+def test_gpu_node_jobs_reach_no_remote_address_and_serial_jobs_do(synthetic, cluster):
+    workdir, _ = synthetic
+    reach = {
+        path.relative_to(workdir / "results").as_posix(): [
+            line for line in path.read_text().splitlines() if line.startswith("remote=")
+        ]
+        for path in [
+            workdir / "results" / "base" / "model.txt",
+            *sorted((workdir / "results" / "em").glob("*.txt")),
+        ]
+    }
+    assert reach["base/model.txt"] == ["remote=ok"]  # the serial partition
+    gpu = {name: lines for name, lines in reach.items() if name.startswith("em/")}
+    assert len(gpu) == 2
+    for name, (line,) in gpu.items():
+        # no route from the GPU node: refused at once, not a timeout
+        assert line.startswith("remote=failed") and "unreachable" in line, (name, line)
+
+
+@pytest.mark.slurm
 def test_missing_account_submits_nothing_and_lists_the_valid_accounts(cluster, tmp_path):
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     env = snakemake_env(cluster)
@@ -540,11 +580,11 @@ def test_missing_account_submits_nothing_and_lists_the_valid_accounts(cluster, t
 
 
 @pytest.mark.slurm
-def test_rerun_has_nothing_to_do(cluster, synthetic):
+def test_rerun_has_nothing_to_do(cluster, remote_judge, synthetic):
     workdir, _ = synthetic
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     run = run_snakemake(
-        snakemake_command(SYNTHETIC / "Snakefile", SYNTHETIC / "config.yaml"),
+        synthetic_command(remote_judge),
         workdir,
         snakemake_env(cluster),
         workdir / "rerun.log",
@@ -577,10 +617,10 @@ def rule_of(job: dict[str, str]) -> str:
     return job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
 
 
-def planned_jobs(workdir: Path, env: dict[str, str]) -> dict[str, int]:
+def planned_jobs(workdir: Path, env: dict[str, str], configs: list[Path]) -> dict[str, int]:
     """Jobs per rule of the whole DAG (a forced dry-run), local rules included."""
     result = subprocess.run(
-        [*snakemake_command(REPO / "Snakefile", CI_CONFIG), "-n", "--forceall", "--quiet", "rules"],
+        [*snakemake_command(REPO / "Snakefile", configs), "-n", "--forceall", "--quiet", "rules"],
         cwd=workdir,
         env=env,
         capture_output=True,
@@ -617,20 +657,42 @@ def cancel_a_running_job(cluster, rules: set[str], before: set[str]) -> str:
     pytest.fail("could not cancel a running GPU job")
 
 
+REMOTE_JUDGE_KEY_ENV = "PERSONA_EM_TEST_JUDGE_KEY"
+
+
+def remote_judge_config(path: Path, base_url: str) -> Path:
+    """An overlay of tests/configs/ci.yaml: judge through the remote (OpenAI-compatible)
+    endpoint, as the full study does."""
+    judge = {
+        "kind": "openai",
+        "model": remote.MODEL,
+        "base_url": base_url,
+        "api_key_env": REMOTE_JUDGE_KEY_ENV,
+        "max_retries": 2,
+        "timeout_s": 20,
+        "retry_initial_s": 0.5,
+    }
+    path.write_text(yaml.safe_dump({"judge": judge}))
+    return path
+
+
 @pytest.fixture(scope="module")
-def study(cluster, tmp_path_factory):
-    """The reduced study (tests/configs/ci.yaml) through SLURM, GPU rules on the debug
-    QOS; the first GPU job seen running is cancelled and must be retried."""
+def study(cluster, remote_judge, tmp_path_factory):
+    """The reduced study (tests/configs/ci.yaml) with the remote judge through SLURM, GPU
+    rules on the debug QOS; the first GPU job seen running is cancelled and must be
+    retried."""
     if not CI_CONFIG.exists():
         pytest.skip(f"{CI_CONFIG} not present")
     workdir = tmp_path_factory.mktemp("study")
     # config paths (constitutions, datasets, questions) are relative to the workdir
     (workdir / "resources").symlink_to(REPO / "resources")
-    env = snakemake_env(cluster, PERSONA_EM_QOS=DEBUG_QOS)
+    configs = [CI_CONFIG, remote_judge_config(workdir / "remote_judge.yaml", remote_judge.base_url)]
+    env = snakemake_env(cluster, PERSONA_EM_QOS=DEBUG_QOS, **{REMOTE_JUDGE_KEY_ENV: remote.API_KEY})
     gpu_rules = {name for name, res in workflow_rules(CI_CONFIG).items() if res["gpu"]}
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
+    remote_judge.requests_from.clear()
     started = time.monotonic()
-    run = Run(snakemake_command(REPO / "Snakefile", CI_CONFIG), workdir, env, workdir / "run.log")
+    run = Run(snakemake_command(REPO / "Snakefile", configs), workdir, env, workdir / "run.log")
     try:
         victim = cancel_a_running_job(cluster, gpu_rules, before)
         code = run.wait(1800)
@@ -646,6 +708,8 @@ def study(cluster, tmp_path_factory):
     return {
         "workdir": workdir,
         "env": env,
+        "configs": configs,
+        "requests_from": dict(remote_judge.requests_from),
         "jobs": slurm_jobs(cluster, since=before),
         "victim": victim,
         "gpu_rules": gpu_rules,
@@ -654,7 +718,7 @@ def study(cluster, tmp_path_factory):
 
 @pytest.mark.slurm
 def test_reduced_study_ran_every_non_local_job_as_a_slurm_job(study):
-    planned = planned_jobs(study["workdir"], study["env"])
+    planned = planned_jobs(study["workdir"], study["env"], study["configs"])
     completed: dict[str, int] = {}
     for job in study["jobs"]:
         if job["State"] == "COMPLETED":
@@ -692,7 +756,7 @@ def test_reduced_study_retried_the_cancelled_job(study):
 def test_reduced_study_rerun_has_nothing_to_do(cluster, study):
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     rerun = run_snakemake(
-        snakemake_command(REPO / "Snakefile", CI_CONFIG),
+        snakemake_command(REPO / "Snakefile", study["configs"]),
         study["workdir"],
         study["env"],
         study["workdir"] / "rerun.log",
@@ -700,3 +764,22 @@ def test_reduced_study_rerun_has_nothing_to_do(cluster, study):
     )
     assert "Nothing to be done" in rerun.text()
     assert slurm_jobs(cluster, since=before) == []
+
+
+@pytest.mark.slurm
+def test_reduced_study_judged_remotely_from_the_serial_partition_only(cluster, study):
+    # every judging request reached the remote judge, none from the GPU node's address
+    # (it has no route there: a judging job placed on it would score nothing)
+    assert study["requests_from"], "no request reached the remote judge"
+    assert cluster.network.node_addr not in study["requests_from"]
+    judging = {"judge", "persona_check"}
+    for job in study["jobs"]:
+        if rule_of(job) in judging:
+            assert job["Partition"] == "lrd_all_serial", job
+    workdir = study["workdir"]
+    answers = pl.read_parquet(workdir / "results" / "final" / "answers.parquet")
+    assert answers["aligned"].drop_nulls().len() > 0
+    for check in (workdir / "results").glob("*/persona_check.tsv"):
+        table = pl.read_csv(check, separator="\t")
+        assert (table["n_scored_persona"] > 0).all(), table
+        assert not table["flag"].str.contains("TRAIT_SCORE_MISSING|TRAIT_NOT_SCORED").any()
