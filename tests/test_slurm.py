@@ -4,14 +4,16 @@ Fast tests: profiles/leonardo places every rule of the full study where its decl
 needs (gpu, internet) can be met, within the partitions' limits, and reads the account
 and QOS from the environment.
 
-`slurm` tests: a single-node SLURM cluster (tests/slurm/cluster.py: munge, MariaDB,
-slurmdbd, slurmctld, slurmd; one fake Leonardo booster node with four fake GPUs) runs
-workflows through the SLURM executor with profiles/leonardo itself, plus the small
-overlay tests/slurm/profile (concurrency and polling only). Checked in `sacct`: every
-non-local job ran as a SLURM job where the profile placed it, GPU rules got a GPU; a
-rerun has nothing to do; a cancelled job is retried and the workflow finishes. The
-synthetic workflow in tests/slurm/workflow checks the machinery in about two minutes;
-the reduced study (tests/configs/ci.yaml) runs the real DAG.
+`slurm` tests: a two-node SLURM cluster (tests/slurm/cluster.py: munge, MariaDB,
+slurmdbd, slurmctld, two slurmd; a fake Leonardo booster node with four fake GPUs and no
+internet, in a network namespace, and a serial node) runs workflows through the SLURM
+executor with profiles/leonardo itself, plus the small overlay tests/slurm/profile
+(concurrency and polling only). Checked in `sacct`: every non-local job ran as a SLURM
+job where the profile placed it, GPU rules got a GPU; GPU jobs reach no remote address,
+serial jobs do; a rerun has nothing to do; a cancelled job is retried and the workflow
+finishes. The synthetic workflow in tests/slurm/workflow checks the machinery in about
+two minutes; the reduced study (tests/configs/ci.yaml, judged through a remote stand-in
+only the serial node reaches) runs the real DAG.
 """
 
 from __future__ import annotations
