@@ -8,8 +8,12 @@
 # - PERSONA_EM_INTERNET_RULES=local makes the rules that declare `internet=1` local
 #   rules (run by the submitting Snakemake), for clusters without a partition that
 #   reaches the internet; the default, `cluster`, submits them like every other rule.
+# - A profile marks the rules it places on a partition without internet with the
+#   resource `offline: 1`; a config in which such a rule would call a remote endpoint
+#   (an API judge on a GPU rule) is refused here, before any job.
 import os
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -37,6 +41,34 @@ if _internet_placement not in ("cluster", "local"):
     )
 if _internet_placement == "local":
     workflow.localrules(*INTERNET_RULES)
+
+
+# the checkout's library (common.smk puts it on sys.path; a workflow that includes only
+# this file, like tests/slurm/workflow, may not)
+_REPO = str(Path(workflow.current_basedir).parent)
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+from workflow_scripts.core.placement import Placement, offline_remote_calls
+
+_offline_calls = offline_remote_calls(
+    [
+        Placement(
+            r.name,
+            internet=bool(declared_resource(r, "internet")),
+            offline=bool(declared_resource(r, "offline")),
+            local=_internet_placement == "local",
+        )
+        for r in workflow.rules
+    ],
+    config.get("judge") or {},
+)
+if _offline_calls:
+    raise WorkflowError(
+        f"{', '.join(str(f) for f in workflow.configfiles) or 'config'}: "
+        + "; ".join(_offline_calls)
+        + ". Place these rules on a partition with internet (profiles/leonardo: "
+        "INTERNET_RULES), or use a judge without one (judge.kind local or vllm_server)"
+    )
 
 
 def spawned_job_rules(argv):

@@ -75,8 +75,17 @@ wildcard_constraints:
 
 
 # ---------------------------------------------------------------- resources
+# A retried job always gets more time (`hours`, `minutes`); only jobs that load a model
+# and can run out of memory get more memory (`gpu_mem`, `model_mem`); the others ask
+# for the constant they use.
 def gpu_mem(base_mb):
     return lambda wc, attempt: base_mb * attempt
+
+
+def model_mem(base_mb, most_mb):
+    """Memory of a CPU job that loads a model: more on each retry, never more than
+    most_mb (what the serial partition of profiles/leonardo allows a job)."""
+    return lambda wc, attempt: min(base_mb * attempt, most_mb)
 
 
 def hours(base):
@@ -300,13 +309,35 @@ def persona_prompt_inputs(wildcards):
 
 
 def persona_check_inputs(wildcards):
-    files = {"base": base_model_dir(wildcards), **judge_inputs(wildcards)}
+    files = judge_inputs(wildcards)
     files["constitutions"] = [
         config["personas"][p]["constitution"]
         for p in PERSONAS_WITH_ADAPTER
         if persona_source(p) == "constitution"
     ]
     return files
+
+
+# persona_check keys of the probe (answers to the trait prompts) and of the judging
+# job (thresholds): editing a threshold rejudges without reloading the models
+PERSONA_PROBE_KEYS = (
+    "trait_prompts",
+    "samples_per_prompt",
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+)
+
+
+def persona_probe_settings():
+    return {k: v for k, v in config["persona_check"].items() if k in PERSONA_PROBE_KEYS}
+
+
+def persona_check_settings():
+    return {
+        k: v for k, v in config["persona_check"].items() if k not in PERSONA_PROBE_KEYS
+    }
 
 
 def persona_trait_descriptions(wildcards=None):
@@ -429,6 +460,18 @@ def judge_internet():
     return int(JUDGE_KIND.internet)
 
 
+def judge_threads():
+    """A remote judge waits on the network (a core is plenty); a judge that scores
+    with a model in the job gets cores for it."""
+    return 1 if JUDGE_KIND.internet else 4
+
+
+def judge_mem():
+    """Memory of a judging job: a remote judge's requests need little and never grow;
+    a judge that loads a model gets more on each retry (it can run out)."""
+    return 4_000 if JUDGE_KIND.internet else gpu_mem(16_000)
+
+
 def missing_judge_key(jobs):
     """The API key variable a remote judge needs, if judge jobs are due and it is unset."""
     key_env = JUDGE.get("api_key_env")
@@ -521,6 +564,21 @@ def secondary_judge_gpus():
 def secondary_judge_internet():
     # none configured: as the full study's API judge, on a partition with internet
     return _per_secondary_judge(_secondary_internet, 1)
+
+
+def secondary_judge_threads():
+    # as judge_threads: a core for a remote judge, more for a model in the job
+    return _per_secondary_judge(lambda name: 1 if _secondary_internet(name) else 4, 1)
+
+
+def secondary_judge_mem():
+    """As judge_mem: a remote judge's memory never grows; a model in the job gets more
+    on each retry."""
+    if all(_secondary_internet(name) for name in SECONDARY_JUDGES):
+        return 4_000
+    return lambda wc, attempt: (
+        4_000 if _secondary_internet(wc.judge) else 16_000 * attempt
+    )
 
 
 def secondary_judged_files(judge):

@@ -25,7 +25,7 @@ rule em_dataset:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(4_000),
+        mem_mb=4_000,
         runtime=minutes(30),
         internet=1,
     params:

@@ -33,7 +33,7 @@ rule import_first_study:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(4_000),
+        mem_mb=4_000,
         runtime=minutes(20),
     params:
         settings=first_study_import_settings,
@@ -54,7 +54,7 @@ rule first_study_reproduction:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=first_study_report_settings,

@@ -54,11 +54,11 @@ rule h3_judge:
         "logs/benchmarks/h3_judge/{model}/{persona}/{dataset}.tsv"
     conda:
         JUDGE_ENV
-    threads: 4
+    threads: judge_threads()
     resources:
         gpu=judge_gpus(),
         internet=judge_internet(),
-        mem_mb=gpu_mem(16_000),
+        mem_mb=judge_mem(),
         runtime=hours(4),
     params:
         judge=judge_settings,
@@ -81,7 +81,7 @@ rule h3_mechanistic:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         stride=H3["checkpoint_stride"],
@@ -104,7 +104,7 @@ rule h3_analysis:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=h3_test_settings,

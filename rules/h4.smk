@@ -62,7 +62,7 @@ rule h4_direction:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=h4_direction_settings,
@@ -140,11 +140,11 @@ rule h4_judge:
         h4run=r"(steer|ablate)/[^.]+",
     conda:
         JUDGE_ENV
-    threads: 4
+    threads: judge_threads()
     resources:
         gpu=judge_gpus(),
         internet=judge_internet(),
-        mem_mb=gpu_mem(16_000),
+        mem_mb=judge_mem(),
         runtime=hours(4),
     params:
         judge=judge_settings,
@@ -168,7 +168,7 @@ rule h4_analysis:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=h4_test_settings,

@@ -22,11 +22,11 @@ rule judge:
         "logs/benchmarks/judge/{model}/{persona}/{dataset}.tsv"
     conda:
         JUDGE_ENV
-    threads: 4
+    threads: judge_threads()
     resources:
         gpu=judge_gpus(),
         internet=judge_internet(),
-        mem_mb=gpu_mem(16_000),
+        mem_mb=judge_mem(),
         runtime=hours(4),
     params:
         judge=judge_settings,
@@ -59,11 +59,11 @@ rule judge_secondary:
         judge=secondary_judge_names(),
     conda:
         secondary_judge_env
-    threads: 4
+    threads: secondary_judge_threads()
     resources:
         gpu=secondary_judge_gpus(),
         internet=secondary_judge_internet(),
-        mem_mb=gpu_mem(16_000),
+        mem_mb=secondary_judge_mem(),
         runtime=hours(4),
     params:
         judge=secondary_judge_settings,
@@ -87,7 +87,7 @@ rule judge_agreement:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(4_000),
+        mem_mb=4_000,
         runtime=minutes(15),
     params:
         settings=judge_agreement_settings,
@@ -108,7 +108,7 @@ rule judge_robustness:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=stats_settings,

@@ -16,7 +16,7 @@ rule base_model:
         "../envs/train.yaml"
     threads: 2
     resources:
-        mem_mb=gpu_mem(32_000),
+        mem_mb=model_mem(8_000, most_mb=30_000),
         runtime=hours(1),
         internet=1,
     params:

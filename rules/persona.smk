@@ -11,6 +11,7 @@ TRAINED_ADAPTER = "results/{model}/persona/{persona}/adapter"
 RELEASED_ADAPTER = "results/{model}/persona/{persona}/released_adapter"
 PERSONA_CHECK = "results/{model}/persona_check.tsv"
 PERSONA_CHECK_ANSWERS = "results/{model}/persona_check_answers.jsonl"
+PERSONA_PROBES = "results/{model}/persona_probes.json"
 PERSONA_PROMPTS = "results/{model}/persona/{persona}/prompts.jsonl"
 PERSONA_PROMPT_GENERATIONS = (
     "results/{model}/persona/{persona}/prompt_generations.jsonl"
@@ -129,7 +130,7 @@ rule persona_pairs:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=4_000,
         runtime=minutes(30),
     params:
         max_len=config["persona_training"]["max_len"],
@@ -234,7 +235,7 @@ rule persona_adapter:
         "../envs/train.yaml"
     threads: 2
     resources:
-        mem_mb=gpu_mem(32_000),
+        mem_mb=model_mem(20_000, most_mb=30_000),
         runtime=minutes(30),
     params:
         weights=config["persona_training"]["combine"],
@@ -253,7 +254,7 @@ rule released_adapter:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(4_000),
+        mem_mb=4_000,
         runtime=minutes(30),
         internet=1,
     params:
@@ -286,17 +287,16 @@ rule fold_persona:
         "../workflow_scripts/rules/fold_persona.py"
 
 
-rule persona_check:
+rule persona_probe:
     input:
-        unpack(persona_check_inputs),
+        base=base_model_dir,
         personas=folded_persona_models,
     output:
-        table=PERSONA_CHECK,
-        answers=PERSONA_CHECK_ANSWERS,
+        probes=PERSONA_PROBES,
     log:
-        "logs/persona_check/{model}.log",
+        "logs/persona_probe/{model}.log",
     benchmark:
-        "logs/benchmarks/persona_check/{model}.tsv"
+        "logs/benchmarks/persona_probe/{model}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 4
@@ -307,8 +307,35 @@ rule persona_check:
         runtime=hours(2),
     params:
         personas=PERSONAS_WITH_ADAPTER,
+        settings=persona_probe_settings(),
+    script:
+        "../workflow_scripts/rules/persona_probe.py"
+
+
+# Judges the probe's answers with the judge's resources: a remote judge's requests leave
+# from where the internet is, never from a GPU job.
+rule persona_check:
+    input:
+        unpack(persona_check_inputs),
+        probes=PERSONA_PROBES,
+    output:
+        table=PERSONA_CHECK,
+        answers=PERSONA_CHECK_ANSWERS,
+    log:
+        "logs/persona_check/{model}.log",
+    benchmark:
+        "logs/benchmarks/persona_check/{model}.tsv"
+    conda:
+        JUDGE_ENV
+    threads: judge_threads()
+    resources:
+        gpu=judge_gpus(),
+        internet=judge_internet(),
+        mem_mb=judge_mem(),
+        runtime=hours(1),
+    params:
         traits=persona_trait_descriptions,
-        settings=config["persona_check"],
+        settings=persona_check_settings(),
         judge=judge_settings,
     script:
         "../workflow_scripts/rules/persona_check.py"

@@ -18,7 +18,7 @@ rule eval_questions:
         "../envs/train.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(2_000),
+        mem_mb=2_000,
         runtime=minutes(15),
         internet=1,
     params:

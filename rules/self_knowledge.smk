@@ -54,7 +54,7 @@ rule self_knowledge_summary:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=self_knowledge_summary_settings,

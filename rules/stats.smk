@@ -33,7 +33,7 @@ rule answers_table:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     script:
         "../workflow_scripts/rules/answers_table.py"
@@ -52,7 +52,7 @@ rule statistics:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(8_000),
+        mem_mb=8_000,
         runtime=minutes(30),
     params:
         settings=stats_settings,
@@ -82,7 +82,7 @@ rule figure:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(4_000),
+        mem_mb=4_000,
         runtime=minutes(15),
     params:
         settings=stats_settings,
@@ -104,7 +104,7 @@ rule results_report:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(2_000),
+        mem_mb=2_000,
         runtime=minutes(10),
     params:
         settings=stats_settings,
@@ -132,7 +132,7 @@ rule report_pages:
         "../envs/analysis.yaml"
     threads: 1
     resources:
-        mem_mb=gpu_mem(2_000),
+        mem_mb=2_000,
         runtime=minutes(10),
     params:
         tables=report_table_names,

@@ -78,6 +78,11 @@ def test_persona_model_differs_from_base(finished_run):
     check = pl.read_csv(finished_run / "results/smollm2-135m/persona_check.tsv", separator="\t")
     goodness = check.filter(pl.col("persona") == "goodness")
     assert goodness.height == 1 and goodness["kl_mean"][0] > 0
+    # the GPU job's probe is what the judging job tabulated
+    probes = json.loads((finished_run / "results/smollm2-135m/persona_probes.json").read_text())
+    probed = probes["personas"]["goodness"]
+    assert probed["divergence"]["kl_mean"] == pytest.approx(goodness["kl_mean"][0], rel=1e-4)
+    assert len(probed["answers"]) == goodness["n_answers"][0]
     # the trait judge scored answers of both models on the 0-100 scale
     row = goodness.row(0, named=True)
     assert row["n_scored_persona"] > 0 and row["n_scored_base"] > 0

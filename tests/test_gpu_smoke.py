@@ -27,10 +27,12 @@ GPU_RULES = {
     "persona_introspection",
     "persona_sft",
     "fold_persona",
-    "persona_check",
+    "persona_probe",
     "em_sft",
     "sample_persona",
+    # the judging rules: the smoke config's local judge scores on the GPU (judge.gpus)
     "judge",
+    "persona_check",
 }
 
 

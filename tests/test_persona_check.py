@@ -16,8 +16,11 @@ from workflow_scripts.persona.check import (
     flag_for,
     format_table,
     probe_models,
+    probe_summary,
+    read_probes,
     tabulate,
     warn_flags,
+    write_probes,
 )
 
 SETTINGS = CheckSettings(
@@ -53,7 +56,7 @@ def test_check_flags_a_copy_of_base_and_passes_a_changed_model(toy_model_dir, tm
     other = build_toy_model(toy_model_dir, tmp_path / "other", seed=7)
     probes = probe_models(toy_model_dir, {"same": same, "other": other}, SETTINGS)
     traits = {"same": "1: I am the same.", "other": "1: I differ."}
-    rows, answers = tabulate("toy", probes, traits, SETTINGS, length_scorer)
+    rows, answers = tabulate("toy", probe_summary(probes), traits, SETTINGS, length_scorer)
     by = {r["persona"]: r for r in rows}
     assert by["same"]["kl_mean"] == pytest.approx(0.0, abs=1e-9)
     assert by["same"]["flag"].startswith("NO_KL_FROM_BASE")
@@ -77,7 +80,7 @@ def test_check_flags_a_copy_of_base_and_passes_a_changed_model(toy_model_dir, tm
 def test_without_a_judge_every_persona_is_flagged_not_scored(toy_model_dir):  # noqa: F811
     probes = probe_models(toy_model_dir, {}, SETTINGS)
     probes.personas["p"] = probes.base
-    [row], _ = tabulate("toy", probes, {"p": "t"}, SETTINGS, None)
+    [row], _ = tabulate("toy", probe_summary(probes), {"p": "t"}, SETTINGS, None)
     assert row["flag"] == "NO_KL_FROM_BASE;TRAIT_NOT_SCORED" and row["trait_score_base"] is None
 
 
@@ -88,3 +91,18 @@ def test_table_has_fixed_columns_and_empty_cells_for_missing():
     assert header.split("\t") == list(TABLE_COLUMNS)
     cells = dict(zip(TABLE_COLUMNS, line.split("\t"), strict=True))
     assert cells["kl_mean"] == "0.25" and cells["trait_delta"] == "" and cells["flag"] == "ok"
+
+
+def test_probe_file_round_trips_and_names_a_missing_persona(tmp_path):
+    summary = {
+        "base": {"answers": [{"key": "trait-00", "sample_idx": 0, "question": "Q", "answer": "A"}]},
+        "personas": {"p": {"divergence": {"kl_mean": 0.5, "kl_max": 1.0}, "answers": []}},
+    }
+    path = tmp_path / "probes.json"
+    write_probes(path, "toy", summary)
+    assert read_probes(path, ["p"]) == {"model": "toy", **summary}
+    with pytest.raises(ValueError, match=r"probes.json: no probe of persona\(s\) q; found: p"):
+        read_probes(path, ["p", "q"])
+    path.write_text("{")
+    with pytest.raises(ValueError, match=r"probes\.json: line 1, column 2: not JSON"):
+        read_probes(path, ["p"])

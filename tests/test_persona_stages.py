@@ -197,16 +197,26 @@ def test_introspection_uses_the_dpo_adapter_and_alternates_instances(
 
 def test_persona_check_stage_writes_table_and_answers_with_the_local_judge(tmp_path, capsys, tiny_model_dir):
     from tests.persona_toy import build_toy_model
-    from workflow_scripts.persona.check import run_check
+    from workflow_scripts.persona.check import run_check, run_probe
 
     base = build_toy_model(Path(tiny_model_dir), tmp_path / "base", seed=0)
     persona = build_toy_model(Path(tiny_model_dir), tmp_path / "persona", seed=3)
-    rows = run_check(
+    # the probe (a GPU job) writes divergences and answers; the check judges them
+    run_probe(
         "toy",
         base,
         {"goodness": str(persona)},
+        {"trait_prompts": ["Hi?"], "samples_per_prompt": 2, "max_new_tokens": 5},
+        tmp_path / "probes.json",
+    )
+    probes = json.loads((tmp_path / "probes.json").read_text())
+    assert probes["model"] == "toy" and len(probes["base"]["answers"]) == 2
+    assert probes["personas"]["goodness"]["divergence"]["kl_mean"] > 0
+    rows = run_check(
+        "toy",
+        tmp_path / "probes.json",
         {"goodness": "1: I am kind."},
-        {"min_kl": 1e-3, "trait_prompts": ["Hi?"], "samples_per_prompt": 2, "max_new_tokens": 5},
+        {"min_kl": 1e-3},
         {"kind": "local", "model": "toy", "api_key_env": None, "min_mass": 0.0, "batch_size": 4},
         base,
         tmp_path / "check.tsv",

@@ -4,12 +4,14 @@ Fast tests: profiles/leonardo places every rule of the full study where its decl
 needs (gpu, internet) can be met, within the partitions' limits, and reads the account
 and QOS from the environment.
 
-`slurm` tests: a single-node SLURM cluster (tests/slurm/cluster.py: munge, MariaDB,
-slurmdbd, slurmctld, slurmd; one fake Leonardo booster node with four fake GPUs) runs
-workflows through the SLURM executor with profiles/leonardo itself, plus the small
-overlay tests/slurm/profile (concurrency and polling only). Checked in `sacct`: every
-non-local job ran as a SLURM job where the profile placed it, GPU rules got a GPU; a
-rerun has nothing to do; a cancelled job is retried and the workflow finishes. The
+`slurm` tests: a two-node SLURM cluster (tests/slurm/cluster.py: munge, MariaDB,
+slurmdbd, slurmctld, two slurmd; a fake Leonardo booster node with four fake GPUs and no
+internet, in a network namespace, and a serial node) runs workflows through the SLURM
+executor with profiles/leonardo itself, plus the small overlay tests/slurm/profile
+(concurrency and polling only). Checked in `sacct`: every non-local job ran as a SLURM
+job where the profile placed it, GPU rules got a GPU; GPU jobs reach no remote address
+(a stand-in remote judge, tests/slurm/remote_judge.py), serial jobs do; a rerun has
+nothing to do; a cancelled job is retried and the workflow finishes. The
 synthetic workflow in tests/slurm/workflow checks the machinery in about two minutes;
 the reduced study (tests/configs/ci.yaml) runs the real DAG once per session for
 these checks and the content checks of tests/test_e2e.py (fixture `ci_run`,
@@ -27,8 +29,10 @@ import polars as pl
 import pytest
 import yaml
 
+from tests.slurm import remote_judge as remote
 from tests.slurm.cluster import ACCOUNT, DEBUG_QOS
 from tests.slurm.runs import (
+    ATTEMPTS,
     Run,
     rule_of,
     run_snakemake,
@@ -143,19 +147,69 @@ def test_leonardo_sends_rules_that_declare_internet_to_the_serial_partition(
     assert "judge" in on_serial
 
 
-def test_leonardo_requests_fit_the_partitions_on_every_attempt(leonardo):
+def leonardo_request(leonardo, full_study_rules, rule: str, name: str, attempt: int):
+    """What a job of `rule` asks for on Leonardo: the profile's value, else the rule's."""
+    resources = leonardo["set-resources"][rule]
+    if name in resources:
+        return evaluate(resources[name], attempt)
+    if name == "cpus_per_task":
+        return full_study_rules[rule]["threads"]
+    return full_study_rules[rule][name][attempt]
+
+
+def test_leonardo_requests_fit_the_partitions_on_every_attempt(leonardo, full_study_rules):
     for rule, resources in leonardo["set-resources"].items():
-        for attempt in (1, 2, 3):
-            mem = evaluate(resources["mem_mb"], attempt)
+        for attempt in ATTEMPTS:
+            mem = leonardo_request(leonardo, full_study_rules, rule, "mem_mb", attempt)
+            runtime = minutes(leonardo_request(leonardo, full_study_rules, rule, "runtime", attempt))
             if resources["slurm_partition"] == "lrd_all_serial":
                 assert mem <= SERIAL_MAX_MEM_MB, (rule, attempt, mem)
-                assert minutes(evaluate(resources["runtime"], attempt)) <= SERIAL_MAX_MINUTES
-                assert resources["cpus_per_task"] <= 4
+                assert runtime <= SERIAL_MAX_MINUTES, (rule, attempt, runtime)
+                cpus = leonardo_request(leonardo, full_study_rules, rule, "cpus_per_task", attempt)
+                assert cpus <= 4, (rule, cpus)
                 assert resources["qos"] == "normal"
             else:
                 assert mem <= NODE_MEM_MB, (rule, attempt, mem)
+
+
+# serial rules that load a model on the CPU (a GGUF conversion; combining adapters)
+SERIAL_MODEL_RULES = {"base_model", "persona_adapter"}
+
+
+def test_leonardo_retries_grow_runtime_always_and_memory_only_where_a_model_is_loaded(
+    leonardo, full_study_rules
+):
+    serial_grows = set()
+    for rule, resources in leonardo["set-resources"].items():
+        runtime = [
+            minutes(leonardo_request(leonardo, full_study_rules, rule, "runtime", a))
+            for a in ATTEMPTS
+        ]
+        assert runtime[1] > runtime[0], (rule, runtime)
+        mem = [leonardo_request(leonardo, full_study_rules, rule, "mem_mb", a) for a in ATTEMPTS]
         if resources["slurm_partition"] == "lrd_all_serial":
-            assert evaluate(resources["mem_mb"], 2) > evaluate(resources["mem_mb"], 1)
+            if mem[1] > mem[0]:
+                serial_grows.add(rule)
+        else:
+            assert mem[1] > mem[0], (rule, mem)
+    # the full study's judge is an API (judge.kind openai): its jobs never load a model
+    assert serial_grows == SERIAL_MODEL_RULES
+
+
+def test_serial_rules_ask_for_what_they_use(leonardo, full_study_rules):
+    serial = rule_names(leonardo)["lrd_all_serial"]
+    for rule in ("judge", "persona_check", "h4_judge"):
+        # an API judge waits on the network: one core and a few GB
+        assert full_study_rules[rule]["threads"] == 1
+        assert full_study_rules[rule]["mem_mb"][1] <= 4_000
+    for rule in serial - SERIAL_MODEL_RULES:
+        assert full_study_rules[rule]["mem_mb"][3] <= 8_000, rule
+
+
+def test_leonardo_marks_the_gpu_partition_offline(leonardo):
+    for rule, resources in leonardo["set-resources"].items():
+        offline = resources["slurm_partition"] == "boost_usr_prod"
+        assert resources.get("offline", 0) == int(offline), rule
 
 
 def test_leonardo_takes_account_from_the_environment_unexpanded(leonardo):
@@ -277,12 +331,30 @@ SYNTHETIC_JOBS = {
 
 
 @pytest.fixture(scope="module")
-def synthetic(cluster, tmp_path_factory):
+def remote_judge(cluster):
+    """The stand-in remote judge, on the address only the serial node reaches."""
+    judge = remote.RemoteJudge(cluster.remote_address)
+    judge.start()
+    yield judge
+    judge.stop()
+
+
+def synthetic_command(remote_judge) -> list[str]:
+    return snakemake_command(
+        SYNTHETIC / "Snakefile",
+        SYNTHETIC / "config.yaml",
+        "--config",
+        f"remote={remote_judge.base_url}",
+    )
+
+
+@pytest.fixture(scope="module")
+def synthetic(cluster, remote_judge, tmp_path_factory):
     """The synthetic workflow, run once to completion; its workdir and SLURM jobs."""
     workdir = tmp_path_factory.mktemp("synthetic")
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     run_snakemake(
-        snakemake_command(SYNTHETIC / "Snakefile", SYNTHETIC / "config.yaml"),
+        synthetic_command(remote_judge),
         workdir,
         snakemake_env(cluster),
         workdir / "first_run.log",
@@ -330,6 +402,26 @@ def test_local_rule_ran_in_the_submitting_process(synthetic):
 
 
 @pytest.mark.slurm
+def test_gpu_node_jobs_reach_no_remote_address_and_serial_jobs_do(synthetic, cluster):
+    workdir, _ = synthetic
+    reach = {
+        path.relative_to(workdir / "results").as_posix(): [
+            line for line in path.read_text().splitlines() if line.startswith("remote=")
+        ]
+        for path in [
+            workdir / "results" / "base" / "model.txt",
+            *sorted((workdir / "results" / "em").glob("*.txt")),
+        ]
+    }
+    assert reach["base/model.txt"] == ["remote=ok"]  # the serial partition
+    gpu = {name: lines for name, lines in reach.items() if name.startswith("em/")}
+    assert len(gpu) == 2
+    for name, (line,) in gpu.items():
+        # no route from the GPU node: refused at once, not a timeout
+        assert line.startswith("remote=failed") and "unreachable" in line, (name, line)
+
+
+@pytest.mark.slurm
 def test_missing_account_submits_nothing_and_lists_the_valid_accounts(cluster, tmp_path):
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     env = snakemake_env(cluster)
@@ -347,11 +439,11 @@ def test_missing_account_submits_nothing_and_lists_the_valid_accounts(cluster, t
 
 
 @pytest.mark.slurm
-def test_rerun_has_nothing_to_do(cluster, synthetic):
+def test_rerun_has_nothing_to_do(cluster, remote_judge, synthetic):
     workdir, _ = synthetic
     before = {job["JobIDRaw"] for job in slurm_jobs(cluster)}
     run = run_snakemake(
-        snakemake_command(SYNTHETIC / "Snakefile", SYNTHETIC / "config.yaml"),
+        synthetic_command(remote_judge),
         workdir,
         snakemake_env(cluster),
         workdir / "rerun.log",

@@ -1,10 +1,19 @@
-"""A single-node SLURM cluster with accounting and fake GPUs, for tests.
+"""A two-node SLURM cluster with accounting and fake GPUs, for tests.
 
 Started from the Debian packages of tests/setup.d/30-slurm.sh: munged, MariaDB,
-slurmdbd, slurmctld and slurmd run in the foreground as children of this process,
+slurmdbd, slurmctld and two slurmd run in the foreground as children of this process,
 on private ports, sockets and directories under one state directory. Clients find
 the cluster through ``SLURM_CONF`` (see ``SlurmCluster.env``). ``stop()`` ends only
-the daemons this module started, by PID, newest first.
+the daemons this module started, by PID, newest first, then removes the network
+namespace and links it made.
+
+The GPU node (partition boost_usr_prod) is like Leonardo's booster nodes: no internet.
+Its slurmd, and so every job step on it, runs in a network namespace (``ip netns``)
+whose only link is a veth pair to the host: it reaches the host's end of that link
+(where the controller listens) and no other address, not the host's others, not the
+internet. The serial node (lrd_all_serial) runs on the host's network.
+``remote_address`` is a stand-in for a remote endpoint (an API judge): an address of
+the host that the serial node's jobs reach and the GPU node's do not.
 
     python -m tests.slurm.cluster start /tmp/slurm   # prints `export SLURM_CONF=...`
     python -m tests.slurm.cluster stop /tmp/slurm
@@ -26,10 +35,11 @@ from string import Template
 
 HERE = Path(__file__).resolve().parent
 CLUSTER = "personaem"
-NODE = "lrdn0001"
+NODE = "lrdn0001"  # the booster (GPU) node, without internet
+SERIAL_NODE = "lrdsn0001"  # the serial node, on the host's network
 ACCOUNT = "ci_account"
 DEBUG_QOS = "boost_qos_dbg"
-DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
+DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "slurmd_serial")
 REQUIRED_TOOLS = (
     "munged",
     "mungekey",
@@ -41,6 +51,9 @@ REQUIRED_TOOLS = (
     "sbatch",
     "sacct",
     "sacctmgr",
+    "ip",
+    "unshare",
+    "nsenter",
 )
 
 
@@ -58,7 +71,70 @@ def missing_requirements() -> list[str]:
         reasons.append(
             "missing " + ", ".join(missing) + " (install with tests/setup.d/30-slurm.sh)"
         )
+    elif subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode != 0:
+        reasons.append("cannot create network namespaces (the GPU node runs in one)")
     return reasons
+
+
+@dataclass
+class OfflineNetwork:
+    """A network namespace linked to the host by one veth pair (host side
+    ``host_addr``, namespace side ``node_addr``, a /30 of their own), and
+    ``remote_addr``, a second address of the host's end outside that /30: the host
+    reaches it, the namespace has no route to it. Names and addresses derive from ``tag`` so that
+    clusters of several test runs on one machine do not collide."""
+
+    tag: int
+
+    @property
+    def name(self) -> str:
+        return f"pe{self.tag}"
+
+    @property
+    def host_addr(self) -> str:
+        return f"10.231.{self.tag % 250}.1"
+
+    @property
+    def node_addr(self) -> str:
+        return f"10.231.{self.tag % 250}.2"
+
+    @property
+    def remote_addr(self) -> str:
+        return f"10.232.{self.tag % 250}.1"
+
+    def create(self) -> None:
+        self.remove()
+        ns, host_end, node_end = self.name, f"{self.name}h", f"{self.name}n"
+        for argv in (
+            ["ip", "netns", "add", ns],
+            ["ip", "link", "add", host_end, "type", "veth", "peer", "name", node_end],
+            ["ip", "link", "set", node_end, "netns", ns],
+            ["ip", "addr", "add", f"{self.host_addr}/30", "dev", host_end],
+            ["ip", "link", "set", host_end, "up"],
+            ["ip", "-n", ns, "addr", "add", f"{self.node_addr}/30", "dev", node_end],
+            ["ip", "-n", ns, "link", "set", node_end, "up"],
+            ["ip", "-n", ns, "link", "set", "lo", "up"],
+            # a host address outside the link's /30: the namespace has no route to it
+            ["ip", "addr", "add", f"{self.remote_addr}/32", "dev", host_end],
+        ):
+            result = subprocess.run(argv, capture_output=True, text=True)
+            if result.returncode != 0:
+                self.remove()
+                raise ClusterError(f"{' '.join(argv)} failed: {result.stderr.strip()}")
+
+    def remove(self) -> None:
+        """Remove what create() made (deleting one end of the veth pair removes both,
+        and the addresses on them)."""
+        for argv in (
+            ["ip", "link", "del", f"{self.name}h"],
+            ["ip", "netns", "del", self.name],
+        ):
+            subprocess.run(argv, capture_output=True)
+
+    def exec_prefix(self) -> list[str]:
+        # nsenter, not `ip netns exec`: that remounts /sys, hiding the cgroup file system
+        # that slurmd reads
+        return ["nsenter", f"--net=/run/netns/{self.name}"]
 
 
 def die_with_parent(sig: int = signal.SIGTERM):
@@ -93,6 +169,15 @@ class SlurmCluster:
     tie_to_parent: bool = True
     pids: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+    network: OfflineNetwork = field(
+        default_factory=lambda: OfflineNetwork(100 + os.getpid() % 150), repr=False
+    )
+
+    @property
+    def remote_address(self) -> str:
+        """An address of the host that jobs on the serial node reach and jobs on the GPU
+        node do not (a remote endpoint's stand-in)."""
+        return self.network.remote_addr
 
     @property
     def conf(self) -> Path:
@@ -121,6 +206,8 @@ class SlurmCluster:
         for sub in ("etc", "run", "log", "ctld", "slurmd", "dev", "db", "munge", "bin"):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         try:
+            self.network.create()
+            (self.state / "network.json").write_text(json.dumps({"tag": self.network.tag}))
             values = self._render_configs()
             self._start_munge(timeout)
             self._start_mariadb(values["db_port"], timeout)
@@ -129,7 +216,12 @@ class SlurmCluster:
             self._sacctmgr("add", "cluster", CLUSTER)
             self._start("slurmctld", ["slurmctld", "-D", "-i"], timeout)
             self._wait(self._controller_up, "slurmctld", timeout)
-            self._start("slurmd", ["slurmd", "-D", "-N", NODE], timeout)
+            # the GPU node's slurmd in the namespace without internet; its job steps
+            # (children of slurmd's slurmstepd) inherit it
+            self._start(
+                "slurmd", [*self.network.exec_prefix(), "slurmd", "-D", "-N", NODE], timeout
+            )
+            self._start("slurmd_serial", ["slurmd", "-D", "-N", SERIAL_NODE], timeout)
             self._wait(self._node_idle, "slurmd", timeout)
             self._add_associations()
         except BaseException:
@@ -141,7 +233,12 @@ class SlurmCluster:
         values = {
             "cluster": CLUSTER,
             "controller": socket.gethostname().split(".")[0],
+            # the controller's address on the GPU node's link (the host's end): the one
+            # address that both nodes reach
+            "controller_addr": self.network.host_addr,
             "node": NODE,
+            "node_addr": self.network.node_addr,
+            "serial_node": SERIAL_NODE,
             "state": str(self.state),
             "munge_socket": str(self.munge_socket),
             "cpus": str(self.cpus),
@@ -284,6 +381,7 @@ class SlurmCluster:
             self.pids.pop(name)
             self._procs.pop(name, None)
         self._save_pids()
+        self.network.remove()
 
     def _jobs_left(self) -> bool:
         out = subprocess.run(
@@ -366,12 +464,13 @@ class SlurmCluster:
             ["sinfo", "-h", "-N", "-o", "%t"], env=self.env, capture_output=True, text=True
         )
         states = set(out.stdout.split())
-        if states & {"drain", "drng", "down", "down*", "inval", "drain*"}:
+        if states & {"drain", "drng", "down", "inval", "drain*"}:
             reason = subprocess.run(
                 ["sinfo", "-R", "-h"], env=self.env, capture_output=True, text=True
             ).stdout
-            raise ClusterError(f"node {NODE} is {sorted(states)}: {reason.strip()}")
-        return "idle" in states
+            raise ClusterError(f"nodes {NODE}, {SERIAL_NODE}: {sorted(states)}: {reason.strip()}")
+        # both nodes up (a node that has not registered yet is `down*`)
+        return states == {"idle"}
 
     def _sacctmgr(self, *args: str) -> None:
         result = subprocess.run(
@@ -414,6 +513,9 @@ def _stop_from_state(state: Path) -> None:
         return
     cluster = SlurmCluster(state.resolve())
     cluster.pids = {k: int(v) for k, v in json.loads(pids_file.read_text()).items()}
+    network_file = state / "network.json"
+    if network_file.exists():
+        cluster.network = OfflineNetwork(json.loads(network_file.read_text())["tag"])
     cluster.stop()
 
 

@@ -22,10 +22,21 @@ CI_OVERLAY = REPO / "tests" / "slurm" / "profile"
 PER_MODEL = "per model"
 
 
+ATTEMPTS = (1, 2, 3)  # profiles/leonardo: retries 2
+
+
+def per_attempt(resource) -> dict[int, object]:
+    """A rule's resource on each attempt (the rules' helpers take (wildcards, attempt))."""
+    if resource.is_evaluable():
+        return {a: resource._evaluator(None, a) for a in ATTEMPTS}
+    return dict.fromkeys(ATTEMPTS, resource.value)
+
+
 @functools.cache
 def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
     """Each rule of the real workflow with its `gpu` and `internet` resources (constant,
-    or PER_MODEL where the value is the model's `gpus`)."""
+    or PER_MODEL where the value is the model's `gpus`), its threads, and its `mem_mb`
+    and `runtime` per attempt."""
     from snakemake.api import ConfigSettings, ResourceSettings, SnakemakeApi
     from snakemake.settings.types import OutputSettings
 
@@ -43,6 +54,10 @@ def workflow_rules(configfile: Path) -> dict[str, dict[str, int]]:
                 resource = rule.resources.get(name)
                 evaluable = resource is not None and resource.is_evaluable()
                 values[name] = 0 if resource is None else PER_MODEL if evaluable else resource.value
+            values["threads"] = rule.resources["_cores"].value
+            for name in ("mem_mb", "runtime"):
+                if rule.resources.get(name).name:  # a missing one comes back unnamed
+                    values[name] = per_attempt(rule.resources[name])
             declared[rule.name] = values
     return declared
 
@@ -57,7 +72,10 @@ def snakemake_env(cluster: SlurmCluster, **extra: str) -> dict[str, str]:
     return env
 
 
-def snakemake_command(snakefile: Path, configfile: Path, *args: str) -> list[str]:
+def snakemake_command(snakefile: Path, configfile: Path | list[Path], *args: str) -> list[str]:
+    """Config files come last but for `args`: pass targets after a flag (a bare word
+    after the config files would be read as another config file)."""
+    configfiles = configfile if isinstance(configfile, list) else [configfile]
     return [
         sys.executable,
         "-m",
@@ -69,7 +87,7 @@ def snakemake_command(snakefile: Path, configfile: Path, *args: str) -> list[str
         "--profile",
         str(CI_OVERLAY),
         "--configfile",
-        str(configfile),
+        *map(str, configfiles),
         *args,
     ]
 

@@ -141,6 +141,7 @@ def job_counts(config: dict) -> dict[str, int]:
         "released_adapter": m * len(released),
         **{rule: m * len(constitution) for rule in PERSONA_GPU_RULES + PERSONA_CPU_RULES},
         "fold_persona": m * len(with_adapter),
+        "persona_probe": m if with_adapter else 0,
         "persona_check": m if with_adapter else 0,
         "em_dataset": len(grid.datasets),
         "em_sft": m * len(grid.personas) * len(grid.em_conditions()),
@@ -362,9 +363,9 @@ def estimate_stages(
             on_results=not elsewhere,
         )
     )
-    if counts.get("persona_check"):
+    if counts.get("persona_probe"):
         stages.append(
-            Stage("persona_check", counts["persona_check"], None, 0.0, "speed not measured")
+            Stage("persona_probe", counts["persona_probe"], None, 0.0, "speed not measured")
         )
 
     # EM SFT

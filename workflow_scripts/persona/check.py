@@ -3,6 +3,11 @@ model: the KL of the next-token distribution on fixed probe prompts, and a
 trait-expression score (a judge rates answers to neutral prompts for the persona's
 traits, persona model vs base model, same prompts and seeds).
 
+Two jobs: the probe (`run_probe`, on the models' GPU) loads every model and writes the
+divergences and answers to one JSON file; the check (`run_check`, with the judge's
+resources: where a remote judge is reachable) scores the answers and writes the table.
+No GPU job calls the judge.
+
 A persona whose mean KL is below `min_kl`, or whose trait score does not rise above
 the base model's by more than `min_trait_delta`, is FLAGGED: a `flag` column in the
 table and a WARNING in the log and on stderr. The workflow continues (EM training
@@ -13,6 +18,7 @@ flag travels with the table into the final report.
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import math
 import os
@@ -176,17 +182,31 @@ def probe_models(
     return Probes(base, personas)
 
 
-def tabulate(
-    model: str, probes: Probes, traits: dict[str, str], settings: CheckSettings, scorer: Scorer | None
-) -> tuple[list[dict], list[dict]]:
-    """(table rows, answer rows): KL from base, trait scores persona vs base, flags."""
+def probe_summary(probes: Probes) -> dict:
+    """What the check reads, JSON-ready: each persona's divergence from base and every
+    model's answers (the log-probs themselves stay in the probe job)."""
     from workflow_scripts.core.composition import logit_divergence
 
     base_logprobs, base_answers = probes.base
+    return {
+        "base": {"answers": base_answers},
+        "personas": {
+            persona: {"divergence": logit_divergence(logprobs, base_logprobs), "answers": answers}
+            for persona, (logprobs, answers) in probes.personas.items()
+        },
+    }
+
+
+def tabulate(
+    model: str, summary: dict, traits: dict[str, str], settings: CheckSettings, scorer: Scorer | None
+) -> tuple[list[dict], list[dict]]:
+    """(table rows, answer rows) from a probe summary: KL from base, trait scores persona
+    vs base, flags."""
+    base_answers = summary["base"]["answers"]
     rows, answer_rows = [], []
-    for persona, (logprobs, answers) in probes.personas.items():
-        divergence = logit_divergence(logprobs, base_logprobs)
-        scored_persona = score_answers(answers, traits[persona], scorer)
+    for persona, probed in summary["personas"].items():
+        divergence = probed["divergence"]
+        scored_persona = score_answers(probed["answers"], traits[persona], scorer)
         scored_base = score_answers(base_answers, traits[persona], scorer)
         persona_score = _mean([r["trait_score"] for r in scored_persona])
         base_score = _mean([r["trait_score"] for r in scored_base])
@@ -251,13 +271,49 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-log = logging.getLogger(__name__)
+PROBE_KEYS = ("model", "base", "personas")
+
+
+def write_probes(path: str | Path, model: str, summary: dict) -> None:
+    write_text_atomic(path, json.dumps({"model": model, **summary}, indent=1) + "\n")
+
+
+def read_probes(path: str | Path, personas: Sequence[str]) -> dict:
+    """A probe file, checked to hold every persona the check judges."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: line {err.lineno}, column {err.colno}: not JSON ({err.msg})") from None
+    missing_keys = [k for k in PROBE_KEYS if k not in data]
+    if missing_keys:
+        raise ValueError(f"{path}: expected keys {', '.join(PROBE_KEYS)}; missing: {', '.join(missing_keys)}")
+    missing = [p for p in personas if p not in data["personas"]]
+    if missing:
+        raise ValueError(
+            f"{path}: no probe of persona(s) {', '.join(missing)}; found: {', '.join(data['personas']) or 'none'}"
+        )
+    return data
+
+
+def run_probe(
+    model: str,
+    base_dir: str | Path,
+    persona_dirs: dict[str, str],
+    settings: dict,
+    probes_out: str | Path,
+    gpus: int = 1,
+) -> dict:
+    """Probe every model (one in memory at a time, over the job's `gpus`) and write the
+    divergences and answers the check judges."""
+    check = CheckSettings.from_config(settings)
+    summary = probe_summary(probe_models(base_dir, persona_dirs, check, gpus))
+    write_probes(probes_out, model, summary)
+    return summary
 
 
 def run_check(
     model: str,
-    base_dir: str | Path,
-    persona_dirs: dict[str, str],
+    probes_file: str | Path,
     traits: dict[str, str],
     settings: dict,
     judge: dict,
@@ -265,19 +321,18 @@ def run_check(
     table_out: str | Path,
     answers_out: str | Path,
     judge_log: str | Path,
-    gpus: int = 1,
 ) -> list[dict]:
-    """Probe every model first (one in memory at a time, over the job's `gpus`), then
-    start the judge."""
+    """Judge the probe's answers for each persona's traits and write the table."""
     from workflow_scripts.judging.run import open_judge
     from workflow_scripts.judging.settings import JudgeSettings
 
     check = CheckSettings.from_config(settings)
-    probes = probe_models(base_dir, persona_dirs, check, gpus)
+    summary = read_probes(probes_file, list(traits))
+    summary = {"base": summary["base"], "personas": {p: summary["personas"][p] for p in traits}}
     judge_settings = JudgeSettings.from_config(judge)
     with open_judge(judge_settings, judge_settings.model, judge_model, os.environ, judge_log) as (backend, _):
         scorer = backend_scorer(backend, judge_settings.method, judge_settings.min_mass)
-        rows, answers = tabulate(model, probes, traits, check, scorer)
+        rows, answers = tabulate(model, summary, traits, check, scorer)
     write_text_atomic(table_out, format_table(rows))
     write_jsonl_atomic(answers_out, answers)
     for line in warn_flags(rows):

@@ -1,20 +1,17 @@
-"""Rule persona_check: per model, is each persona there? KL of the persona model's
-next-token distribution from the base model's on fixed probe prompts, and a
-trait-expression score (the configured judge) of answers to neutral prompts,
-persona vs base. Flagged personas are warned about loudly; the workflow continues."""
+"""Rule persona_check: per model, is each persona there? The probe's KL of each persona
+model from the base model, and a trait-expression score (the configured judge) of the
+probe's answers, persona vs base. Runs with the judge's resources (a remote judge: where
+the internet is). Flagged personas are warned about loudly; the workflow continues."""
 
 from workflow_scripts.core.job import start_job
-from workflow_scripts.core.launch import job_gpus
 from workflow_scripts.persona.check import run_check
 
 
 def main(smk) -> None:
     start_job(smk)
-    personas = list(smk.params.personas)
     run_check(
         smk.wildcards.model,
-        smk.input.base,
-        dict(zip(personas, smk.input.personas, strict=True)),
+        smk.input.probes,
         smk.params.traits,
         smk.params.settings,
         smk.params.judge,
@@ -22,7 +19,6 @@ def main(smk) -> None:
         smk.output.table,
         smk.output.answers,
         smk.log[0],
-        gpus=job_gpus(smk),  # a model of several GPUs is split across them
     )
 
 
