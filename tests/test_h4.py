@@ -283,8 +283,8 @@ def _judged(persona: str, dataset: str, conditions: list[tuple[dict, list[int]]]
 
 def test_h4_analysis_end_to_end_on_synthetic_files(tmp_path):
     from workflow_scripts.h4.analysis import H4TestSettings
-    from workflow_scripts.h4.run import read_h4_tests, run_analysis
     from workflow_scripts.h4.store import write_direction
+    from workflow_scripts.h4.tables import read_h4_tests, run_analysis
     from workflow_scripts.stats.report import h4_section
 
     rng = np.random.default_rng(0)

@@ -167,9 +167,12 @@ def env_variables() -> dict[str, tuple[str, ...]]:
     every environment each one can take."""
     from workflow_scripts.judging.kinds import KINDS
 
+    judge_envs = tuple(sorted({kind.env for kind in KINDS.values()}))
     return {
         "SAMPLING_ENV": ("train", "vllm"),
-        "JUDGE_ENV": tuple(sorted({kind.env for kind in KINDS.values()})),
+        "SELF_KNOWLEDGE_ENV": ("train", "vllm"),  # the battery runs on the sampling engine
+        "JUDGE_ENV": judge_envs,
+        "secondary_judge_env": judge_envs,  # a secondary judge may be of any kind
     }
 
 

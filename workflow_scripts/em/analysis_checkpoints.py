@@ -22,25 +22,13 @@ from workflow_scripts.core.composition import AdapterRef, Composition, write_com
 from workflow_scripts.core.hashing import weights_hash
 from workflow_scripts.core.io_utils import InputError, atomic_dir, write_json_atomic
 from workflow_scripts.core.sharding import gathered_adapter_state, is_main_process
+from workflow_scripts.em.checkpoint_names import step_dir_name, step_of  # noqa: F401  (re-exported)
 from workflow_scripts.em.training import analysis_steps
 
 log = logging.getLogger(__name__)
 
 STAGING = "analysis"  # under the run's checkpoints directory
 PLAN_FILE = "plan.json"  # in the analysis_checkpoints output: the steps and how they were chosen
-
-
-def step_dir_name(step: int) -> str:
-    return f"step-{step}"
-
-
-def step_of(directory: Path) -> int:
-    """The training step of an analysis checkpoint directory `step-N`."""
-    name = Path(directory).name
-    prefix, _, number = name.partition("-")
-    if prefix != "step" or not number.isdigit():
-        raise InputError(f"{directory}: not an analysis checkpoint (expected a name step-N)")
-    return int(number)
 
 
 def adapter_state_bf16(model: Any) -> dict[str, Any] | None:

@@ -32,6 +32,7 @@ from workflow_scripts.core.io_utils import (
     write_json_atomic,
     write_parquet_atomic,
 )
+from workflow_scripts.h3.checkpoints import checkpoint_dirs, select_checkpoints
 from workflow_scripts.h3.outputs import WHOLE_ADAPTER
 
 LORA_KEY = re.compile(r"layers\.(\d+)\.(?:[^.]+\.)*?([^.]+)\.lora_([AB])\.weight$")
@@ -157,24 +158,6 @@ def training_curves(log_history: Sequence[dict]) -> pl.DataFrame:
         for h in log_history if "loss" in h and "step" in h
     ]
     return pl.DataFrame(rows, schema={"step": pl.Int64, "loss": pl.Float64, "grad_norm": pl.Float64})
-
-
-def checkpoint_dirs(analysis_dir: Path) -> list[tuple[int, Path]]:
-    """(step, directory) of the analysis checkpoints of one run, by step."""
-    from workflow_scripts.em.analysis_checkpoints import step_of
-
-    found = sorted((step_of(p), p) for p in Path(analysis_dir).glob("step-*") if p.is_dir())
-    return found
-
-
-def select_checkpoints(found: list[tuple[int, Path]], stride: int) -> list[tuple[int, Path]]:
-    """Every `stride`-th checkpoint (1: all), always with the final one."""
-    if stride < 1:
-        raise ValueError(f"h3.checkpoint_stride: expected >= 1, found {stride}")
-    chosen = found[::stride]
-    if found and found[-1] not in chosen:
-        chosen.append(found[-1])
-    return chosen
 
 
 def run_mechanistic(analysis_dir: Path, log_history: Sequence[dict], stride: int = 1) -> dict[str, pl.DataFrame | dict]:

@@ -24,7 +24,7 @@ from workflow_scripts.core.io_utils import (
     write_json_atomic,
     write_parquet_atomic,
 )
-from workflow_scripts.h3.mechanistic import checkpoint_dirs, select_checkpoints
+from workflow_scripts.h3.checkpoints import checkpoint_dirs, select_checkpoints
 from workflow_scripts.sampling.sample import Condition, sample_persona
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,6 @@ the direction and any later analysis.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,10 @@ import polars as pl
 from workflow_scripts.core.chat import messages_for, render
 from workflow_scripts.core.io_utils import (
     InputError,
-    atomic_path,
     read_parquet,
-    write_parquet_atomic,
 )
 from workflow_scripts.core.progress import Progress
+from workflow_scripts.h4.store import write_activations
 
 log = logging.getLogger(__name__)
 
@@ -106,24 +104,6 @@ def load_em_model(model_dir: Path, adapter_dir: Path | None, dtype: str | None =
 
     check_safetensors(adapter_dir)
     return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload().eval()
-
-
-def write_activations(activations: np.ndarray, index: pl.DataFrame, out_file: Path, index_file: Path,
-                      metadata: dict) -> None:
-    from safetensors.numpy import save_file
-
-    with atomic_path(out_file) as tmp:
-        save_file({"activations": activations}, str(tmp), metadata={"h4": json.dumps(metadata, sort_keys=True)})
-    write_parquet_atomic(index, index_file)
-
-
-def read_activations(path: Path) -> np.ndarray:
-    from safetensors.numpy import load_file
-
-    try:
-        return load_file(str(path))["activations"]
-    except (OSError, KeyError, ValueError) as err:
-        raise InputError(f"{path}: not an activations file ({err})") from None
 
 
 def extract_run_activations(

@@ -25,12 +25,10 @@ import polars as pl
 
 from workflow_scripts.core.io_utils import write_parquet_atomic
 from workflow_scripts.core.schema import NO_EM, SAMPLE_SCHEMA
+from workflow_scripts.h4.conditions import NO_ABLATION, h4_condition, resolve_layer  # noqa: F401
 from workflow_scripts.h4.hooks import ResidualHooks, n_layers
 
 log = logging.getLogger(__name__)
-
-NO_ABLATION = "none"
-
 
 class HookedEngine:
     """A transformers engine with residual hooks on `layers`; `condition` says what
@@ -88,14 +86,6 @@ class H4Sampling:
         batch_size, dtype."""
         keys = ("temperature", "top_p", "max_new_tokens", "seed", "n", "batch_size")
         return cls({k: params[k] for k in keys} | {"engine": "transformers"}, params.get("dtype"))
-
-
-def resolve_layer(layer: int | None, layers: int) -> int:
-    """The steering layer: config `h4.layer`, or the middle layer when null."""
-    chosen = layers // 2 if layer is None else int(layer)
-    if not 0 <= chosen < layers:
-        raise ValueError(f"h4.layer: {layer}; the model has layers 0..{layers - 1}")
-    return chosen
 
 
 def empty_samples() -> pl.DataFrame:
@@ -198,8 +188,3 @@ def ablate_persona(model_dir: Path, adapter_dir: Path, dataset: str, seed: int,
                                   model_name, persona, conditions)
     finally:
         engine.close()
-
-
-def h4_condition(sampling_json: str) -> dict:
-    """The H4 condition recorded in an answer's `sampling` JSON."""
-    return json.loads(sampling_json).get("engine_options", {}).get("h4", {})

@@ -8,8 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
-from workflow_scripts.core.io_utils import InputError, atomic_path, read_json, write_json_atomic
+from workflow_scripts.core.io_utils import (
+    InputError,
+    atomic_path,
+    read_json,
+    write_json_atomic,
+    write_parquet_atomic,
+)
 from workflow_scripts.h4.directions import Direction
 
 
@@ -47,7 +54,6 @@ def direction_from_activations(activations_file: Path, index_file: Path, vector_
                                settings: dict, meta: dict) -> dict:
     """Rule h4_direction: the direction of one EM run from its stored activations."""
     from workflow_scripts.core.io_utils import read_parquet
-    from workflow_scripts.h4.activations import read_activations
     from workflow_scripts.h4.directions import DirectionSettings, extract_direction
 
     activations = read_activations(activations_file)
@@ -59,3 +65,21 @@ def direction_from_activations(activations_file: Path, index_file: Path, vector_
         DirectionSettings.from_config(settings),
     )
     return write_direction(direction, vector_file, summary_file, meta)
+
+
+def write_activations(activations: np.ndarray, index: pl.DataFrame, out_file: Path, index_file: Path,
+                      metadata: dict) -> None:
+    from safetensors.numpy import save_file
+
+    with atomic_path(out_file) as tmp:
+        save_file({"activations": activations}, str(tmp), metadata={"h4": json.dumps(metadata, sort_keys=True)})
+    write_parquet_atomic(index, index_file)
+
+
+def read_activations(path: Path) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    try:
+        return load_file(str(path))["activations"]
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: not an activations file ({err})") from None

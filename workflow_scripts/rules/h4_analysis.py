@@ -1,9 +1,9 @@
 """Rule h4_analysis: the H4 tables (directions, transfer geometry, steering, ablation,
-the tests) and figures (workflow_scripts.h4.run)."""
+the tests) and figures (workflow_scripts.h4.tables)."""
 
 from workflow_scripts.core.job import start_job
 from workflow_scripts.h4.outputs import TABLES
-from workflow_scripts.h4.run import analysis_from_files
+from workflow_scripts.h4.tables import analysis_from_files
 
 
 def main(smk) -> None:

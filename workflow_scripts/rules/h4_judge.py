@@ -1,10 +1,10 @@
 """Rule h4_judge: judge steered or ablated answers with the study's judge and its
-cache (workflow_scripts.h4.run.judge_h4_samples over judging.run.judge_samples)."""
+cache (workflow_scripts.h4.judge.judge_h4_samples over judging.run.judge_samples)."""
 
 from pathlib import Path
 
 from workflow_scripts.core.job import start_job
-from workflow_scripts.h4.run import judge_h4_samples
+from workflow_scripts.h4.judge import judge_h4_samples
 from workflow_scripts.judging.settings import JudgeSettings
 
 

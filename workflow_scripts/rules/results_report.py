@@ -10,7 +10,7 @@ from pathlib import Path
 from workflow_scripts.core.io_utils import write_text_atomic
 from workflow_scripts.core.job import start_job
 from workflow_scripts.h3.run import read_h3_tests
-from workflow_scripts.h4.run import read_h4_tests
+from workflow_scripts.h4.tables import read_h4_tests
 from workflow_scripts.stats.outputs import TABLES
 from workflow_scripts.stats.report import h3_section, h4_section, read_tables, render_results
 from workflow_scripts.stats.robustness import judges_section

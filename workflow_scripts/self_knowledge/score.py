@@ -14,9 +14,9 @@ import polars as pl
 from workflow_scripts.core.io_utils import InputError, write_parquet_atomic
 from workflow_scripts.core.progress import Progress
 from workflow_scripts.engines.base import CHOICE
+from workflow_scripts.judging.logprob import judge_distribution
 from workflow_scripts.self_knowledge.battery import SELF_ASSESSMENT, BatteryCondition, battery_items
 from workflow_scripts.self_knowledge.items import parse_items
-from workflow_scripts.self_knowledge.measures import number_score
 from workflow_scripts.stats.answers import read_judged
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,10 @@ def score_persona(params: dict) -> pl.DataFrame:
                 row.update(p_A=scoring.probabilities["A"], p_B=scoring.probabilities["B"])
             else:
                 row["number_mass"] = sum(scoring.probabilities.values())
-                row["score"] = number_score(scoring.probabilities, float(settings["min_mass"]))
+                # measures.number_score, without importing the statistics packages here
+                row["score"] = judge_distribution(
+                    scoring.probabilities, float(settings["min_mass"])
+                ).value
                 if item.measure == SELF_ASSESSMENT and row["score"] is not None:
                     row["reported_misalignment"] = keyed[item.item_id].misalignment(row["score"])
             rows.append(row)
