@@ -46,7 +46,10 @@ class PlannedJob:
 
     @property
     def persona(self) -> str | None:
-        return dict(self.wildcards).get("persona")
+        wildcards = dict(self.wildcards)
+        if "h4run" in wildcards:  # steer/{persona}/{dataset} or ablate/{persona}/{dataset}/s{seed}
+            return wildcards["h4run"].split("/")[1]
+        return wildcards.get("persona")
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -290,6 +293,15 @@ def build_stand_ins(workdir: Path, configfile: Path, jobs: list[PlannedJob]) -> 
     snakemake("--touch", "--forceall", "--configfile", str(configfile), cwd=workdir)
 
 
+def renamed_wildcard(name: str, value: str, old: str, new: str) -> str:
+    if name == "persona":
+        return new
+    if name == "h4run":
+        parts = value.split("/")
+        return "/".join([parts[0], new if parts[1] == old else parts[1], *parts[2:]])
+    return value
+
+
 def test_dry_run_after_adding_a_persona_plans_that_persona_and_the_aggregates(tmp_path):
     workdir = fresh_workdir(tmp_path)
     config = yaml.safe_load(OFFLINE_CONFIG.read_text())
@@ -309,7 +321,7 @@ def test_dry_run_after_adding_a_persona_plans_that_persona_and_the_aggregates(tm
 
     assert {j.persona for j in planned} == {"humor", None}, "jobs of the personas already built"
     # The new persona's jobs: those of a persona of the same source, renamed.
-    renamed = {(j.rule, tuple(sorted((k, "humor" if k == "persona" else v) for k, v in j.wildcards)))
+    renamed = {(j.rule, tuple(sorted((k, renamed_wildcard(k, v, "goodness", "humor")) for k, v in j.wildcards)))
                for j in grid if j.persona == "goodness"}
     assert {j.key for j in planned if j.persona == "humor"} == renamed
     # The aggregates: every job without a persona that depends on one.
