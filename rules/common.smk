@@ -574,8 +574,11 @@ def secondary_judge_threads():
 def secondary_judge_mem():
     """As judge_mem: a remote judge's memory never grows; a model in the job gets more
     on each retry."""
-    if all(_secondary_internet(name) for name in SECONDARY_JUDGES):
+    remote = {_secondary_internet(name) for name in SECONDARY_JUDGES}
+    if remote <= {1}:
         return 4_000
+    if remote == {0}:
+        return gpu_mem(16_000)
     return lambda wc, attempt: (
         4_000 if _secondary_internet(wc.judge) else 16_000 * attempt
     )
@@ -1180,6 +1183,18 @@ from workflow_scripts.self_knowledge.outputs import TABLES as SELF_KNOWLEDGE_TAB
 SELF_KNOWLEDGE = config["self_knowledge"]
 SELF_KNOWLEDGE_ON = bool(SELF_KNOWLEDGE["enabled"]) and not IMPORTING
 SELF_KNOWLEDGE_ENV = SAMPLING_ENV  # the battery runs on the sampling engine
+
+
+def _self_knowledge_items_path():
+    """The items file: relative to the working directory, else the one this workflow
+    ships (a run in another directory still finds the project's own items)."""
+    path = Path(SELF_KNOWLEDGE["items"]["path"])
+    if path.is_absolute() or path.exists() or not (REPO / path).exists():
+        return str(path)
+    return str(REPO / path)
+
+
+SELF_KNOWLEDGE_ITEMS = _self_knowledge_items_path()
 SELF_KNOWLEDGE_SCORE_KEYS = (
     "self_assessment",
     "description_pairs",
@@ -1198,7 +1213,7 @@ def _check_self_knowledge_items():
     from workflow_scripts.core.io_utils import InputError
     from workflow_scripts.self_knowledge.items import parse_items
 
-    path = SELF_KNOWLEDGE["items"]["path"]
+    path = SELF_KNOWLEDGE_ITEMS
     if not Path(path).exists():
         raise ConfigError(f"self_knowledge.items.path: file not found: {path}")
     expected = SELF_KNOWLEDGE["items"].get("sha256")

@@ -12,7 +12,7 @@ rule self_knowledge_score:
         model=persona_model_dir,
         adapters=em_adapters_of_persona,
         judged=self_knowledge_judged,
-        item_file=SELF_KNOWLEDGE["items"]["path"],
+        item_file=SELF_KNOWLEDGE_ITEMS,
     output:
         scores=SELF_KNOWLEDGE_SCORES,
     log:
