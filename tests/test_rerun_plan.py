@@ -18,7 +18,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE = yaml.safe_load((REPO / "config" / "offline.yaml").read_text())
-DIRECTORY_OUTPUT = re.compile(r"/(adapter|model)$")
+DIRECTORY_OUTPUT = re.compile(r"/(adapter|model|analysis_checkpoints)$")
 
 
 def snakemake(workdir: Path, config: dict, *args: str) -> str:
