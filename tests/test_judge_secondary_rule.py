@@ -38,11 +38,15 @@ def test_a_secondary_judge_gets_its_kinds_model_and_resources(tmp_path, judge, m
     assert "results/final/judges/second/agreement.csv" in result.stdout
     report = result.stdout.split("rule results_report:")[1].split("\n\n")[0]
     assert "results/final/judges/robustness.csv" in report
-    block = result.stdout.split("rule judge_secondary:")[1].split("\n\n")[0]
-    inputs = block.split("input: ")[1].split("\n")[0]
-    assert "results/smollm2-135m/judged/baseline/none.parquet" in inputs  # the primary's scores
-    assert ("results/smollm2-135m/base/model" in inputs) == model_input
-    assert resources in block and "judge=second" in block
+    blocks = [b.split("\n\n")[0] for b in result.stdout.split("rule judge_secondary:")[1:]]
+    assert blocks
+    for block in blocks:  # in whatever order the dry run lists them
+        inputs = block.split("input: ")[1].split("\n")[0]
+        wildcards = dict(w.split("=", 1) for w in block.split("wildcards: ")[1].split("\n")[0].split(", "))
+        primary = f"results/{wildcards['model']}/judged/{wildcards['persona']}/{wildcards['dataset']}.parquet"
+        assert primary in inputs  # the primary's scores of the same condition
+        assert ("results/smollm2-135m/base/model" in inputs) == model_input
+        assert resources in block and "judge=second" in block
 
 
 def test_a_bad_secondary_judge_is_a_config_error_naming_it(tmp_path):
