@@ -149,6 +149,7 @@ def job_counts(config: dict) -> dict[str, int]:
         "judge": len(grid.judged_cells()),
         **h4_job_counts(config),
         "judge_secondary": len(grid.judged_cells()) * len((config.get("judges") or {}).get("secondary") or {}),
+        "self_knowledge_score": m * len(grid.personas) if self_knowledge_on(config) else 0,
     }
     counts |= h3_job_counts(config, grid)
     return {rule: n for rule, n in counts.items() if n}
@@ -168,6 +169,12 @@ def h4_job_counts(config: dict) -> dict[str, int]:
         "h4_steer": counts["steer_jobs"],
         "h4_ablate": counts["ablate_jobs"],
     }
+
+
+def self_knowledge_on(config: dict) -> bool:
+    first_study = config.get("first_study") or {}
+    importing = bool(first_study.get("archive") or first_study.get("directory"))
+    return bool((config.get("self_knowledge") or {}).get("enabled")) and not importing
 
 
 def h3_on(config: dict) -> bool:
@@ -366,6 +373,16 @@ def estimate_stages(
     if counts.get("persona_probe"):
         stages.append(
             Stage("persona_probe", counts["persona_probe"], None, 0.0, "speed not measured")
+        )
+    if counts.get("self_knowledge_score"):
+        stages.append(
+            Stage(
+                "self_knowledge",
+                counts["self_knowledge_score"],
+                None,
+                0.0,
+                "scoring passes on the GPU (no sampling, no judge): speed not measured",
+            )
         )
 
     # EM SFT
