@@ -36,7 +36,7 @@ from workflow_scripts.h3.transition import (
     compare_steps,
     detect_transition,
 )
-from workflow_scripts.stats.comparisons import bh_adjust
+from workflow_scripts.stats.comparisons import bh_within
 
 MEASURE = "transition_step"
 
@@ -131,10 +131,7 @@ def adjust_and_judge(rows: list[dict], alpha: float) -> pl.DataFrame:
     """BH within model over the rows with a p; a verdict per row."""
     base = {k: v for k, v in TEST_SCHEMA.items() if k not in ("p_adj", "verdict")}
     table = pl.DataFrame(rows, schema=base) if rows else pl.DataFrame(schema=base)
-    adjusted = np.full(table.height, np.nan)
-    indexed = table.with_row_index("_row")
-    for _, part in indexed.filter(pl.col("p").is_not_null()).group_by(["model", "measure"], maintain_order=True):
-        adjusted[part["_row"].to_numpy()] = bh_adjust(part["p"].to_numpy(), alpha)
+    adjusted = bh_within(table, ["model", "measure"], alpha)  # rows without a p stay NaN
     table = table.with_columns(pl.Series("p_adj", adjusted, dtype=pl.Float64).fill_nan(None))
     verdicts = []
     for row in table.to_dicts():

@@ -4,14 +4,12 @@ transition steps with their intervals. A figure without data says so in its pane
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
 from plotnine import (
     aes,
-    annotate,
     facet_grid,
     geom_errorbarh,
     geom_line,
@@ -21,21 +19,10 @@ from plotnine import (
     labs,
     scale_x_log10,
     theme_bw,
-    theme_void,
 )
 
-from workflow_scripts.core.io_utils import atomic_path
 from workflow_scripts.h3.outputs import WHOLE_ADAPTER as ALL
-
-
-def _save(plot, out: Path, width: float, height: float, dpi: int) -> None:
-    with atomic_path(out, suffix=".png") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plot.save(tmp, format="png", width=width, height=height, dpi=dpi, verbose=False)
-
-
-def _no_data(title: str, why: str):
-    return ggplot() + annotate("text", x=0, y=0, label=f"no data: {why}", size=9) + theme_void() + labs(title=title)
+from workflow_scripts.stats.plots import no_data_plot, save_png
 
 
 def curve_panels(curves: pl.DataFrame, mechanistic: pl.DataFrame, out: Path, dpi: int) -> None:
@@ -46,7 +33,7 @@ def curve_panels(curves: pl.DataFrame, mechanistic: pl.DataFrame, out: Path, dpi
     behaviour = curves.filter(pl.col("seed").is_null() & pl.col("misaligned_share").is_not_null())
     rotation = mechanistic.filter((pl.col("module") == ALL) & pl.col("local_cos").is_not_null())
     if behaviour.height == 0 and rotation.height == 0:
-        _save(_no_data(title, "no judged checkpoint answers and no checkpoints"), out, 6.5, 3, dpi)
+        save_png(no_data_plot(title, "no judged checkpoint answers and no checkpoints"), out, 6.5, 3, dpi)
         return
     frames = []
     if behaviour.height:
@@ -71,7 +58,7 @@ def curve_panels(curves: pl.DataFrame, mechanistic: pl.DataFrame, out: Path, dpi
     plot = (plot + facet_grid("row ~ column", scales="free_y") + scale_x_log10()
             + labs(title=title, x="training step (log)", y="", colour="") + theme_bw())
     rows, cols = df["row"].nunique(), df["column"].nunique()
-    _save(plot, out, min(20.0, max(7.0, 2.5 + 3.0 * cols)), min(30.0, 1.5 + 1.6 * rows), dpi)
+    save_png(plot, out, min(20.0, max(7.0, 2.5 + 3.0 * cols)), min(30.0, 1.5 + 1.6 * rows), dpi)
 
 
 def transition_forest(transitions: pl.DataFrame, out: Path, dpi: int) -> None:
@@ -83,7 +70,7 @@ def transition_forest(transitions: pl.DataFrame, out: Path, dpi: int) -> None:
     none = pooled.filter(pl.col("step").is_null())
     if found.height == 0:
         listed = ", ".join(f"{r['persona']}/{r['dataset']}" for r in none.to_dicts()) or "no curves"
-        _save(_no_data(title, f"no transition within training ({listed})"), out, 7.0, 3, dpi)
+        save_png(no_data_plot(title, f"no transition within training ({listed})"), out, 7.0, 3, dpi)
         return
     df = found.to_pandas()
     df["panel"] = df["model"] + " / " + df["dataset"]
@@ -94,4 +81,4 @@ def transition_forest(transitions: pl.DataFrame, out: Path, dpi: int) -> None:
     plot = (ggplot(df, aes("step", "persona")) + geom_errorbarh(aes(xmin="low", xmax="high"), height=0.2)
             + geom_point() + facet_grid("panel ~ .") + scale_x_log10()
             + labs(title=title, x="transition step (log)", y="", caption=caption) + theme_bw())
-    _save(plot, out, 7.0, min(30.0, 2.0 + 1.2 * df["panel"].nunique() * max(1, df["persona"].nunique()) / 3), dpi)
+    save_png(plot, out, 7.0, min(30.0, 2.0 + 1.2 * df["panel"].nunique() * max(1, df["persona"].nunique()) / 3), dpi)

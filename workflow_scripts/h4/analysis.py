@@ -32,7 +32,7 @@ import polars as pl
 from scipy import stats
 
 from workflow_scripts.core.misalignment import with_misaligned
-from workflow_scripts.stats.comparisons import bh_adjust
+from workflow_scripts.stats.comparisons import bh_within
 
 INDUCED = "induced_misalignment"
 ABLATION = "ablation_efficacy"
@@ -201,10 +201,7 @@ def adjust_and_judge(rows: list[dict], alpha: float) -> pl.DataFrame:
     """BH within model x measure over the rows with a p; a verdict line per row."""
     table = pl.DataFrame(rows, schema={k: v for k, v in TEST_SCHEMA.items() if k not in ("p_adj", "verdict")}) \
         if rows else pl.DataFrame(schema={k: v for k, v in TEST_SCHEMA.items() if k not in ("p_adj", "verdict")})
-    adjusted = np.full(table.height, np.nan)
-    indexed = table.with_row_index("_row")
-    for _, part in indexed.filter(pl.col("p").is_not_null()).group_by(["model", "measure"], maintain_order=True):
-        adjusted[part["_row"].to_numpy()] = bh_adjust(part["p"].to_numpy(), alpha)
+    adjusted = bh_within(table, ["model", "measure"], alpha)  # rows without a p stay NaN
     table = table.with_columns(pl.Series("p_adj", adjusted, dtype=pl.Float64).fill_nan(None))
     verdicts = []
     for row in table.to_dicts():

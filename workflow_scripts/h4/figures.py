@@ -4,14 +4,12 @@ without data says so in its panel instead of failing."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
 from plotnine import (
     aes,
-    annotate,
     element_text,
     facet_wrap,
     geom_line,
@@ -23,20 +21,9 @@ from plotnine import (
     scale_fill_gradient2,
     theme,
     theme_bw,
-    theme_void,
 )
 
-from workflow_scripts.core.io_utils import atomic_path
-
-
-def _save(plot, out: Path, width: float, height: float, dpi: int) -> None:
-    with atomic_path(out, suffix=".png") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plot.save(tmp, format="png", width=width, height=height, dpi=dpi, verbose=False)
-
-
-def _no_data(title: str, why: str):
-    return ggplot() + annotate("text", x=0, y=0, label=f"no data: {why}", size=9) + theme_void() + labs(title=title)
+from workflow_scripts.stats.plots import no_data_plot, save_png
 
 
 def geometry_heatmap(geometry: pl.DataFrame, layer_by_model: dict[str, int], out: Path, dpi: int) -> None:
@@ -51,7 +38,7 @@ def geometry_heatmap(geometry: pl.DataFrame, layer_by_model: dict[str, int], out
         for x, y in {(a, b), (b, a)}:
             rows.append({"model": f"{r['model']} (layer {r['layer']})", "x": x, "y": y, "cosine": r["cosine"]})
     if not rows:
-        _save(_no_data(title, "no direction could be extracted (too few misaligned answers)"), out, 6.5, 3, dpi)
+        save_png(no_data_plot(title, "no direction could be extracted (too few misaligned answers)"), out, 6.5, 3, dpi)
         return
     df = pd.DataFrame(rows)
     n = df["x"].nunique()
@@ -66,7 +53,7 @@ def geometry_heatmap(geometry: pl.DataFrame, layer_by_model: dict[str, int], out
         + theme(axis_text_x=element_text(rotation=45, ha="right"))
     )
     size = min(16.0, 3.0 + 0.6 * n)
-    _save(plot, out, size, size, dpi)
+    save_png(plot, out, size, size, dpi)
 
 
 def steering_curves(steering: pl.DataFrame, out: Path, dpi: int) -> None:
@@ -74,7 +61,7 @@ def steering_curves(steering: pl.DataFrame, out: Path, dpi: int) -> None:
     title = "H4: misaligned share vs steering scale (reference persona's EM direction)"
     df = steering.filter(pl.col("misaligned_share").is_not_null()).to_pandas()
     if df.empty:
-        _save(_no_data(title, "no steered answers (no reference direction, or no coherent answers)"), out, 6.5, 3, dpi)
+        save_png(no_data_plot(title, "no steered answers (no reference direction, or no coherent answers)"), out, 6.5, 3, dpi)
         return
     df["panel"] = df["model"] + " / " + df["dataset"]
     plot = (
@@ -85,4 +72,4 @@ def steering_curves(steering: pl.DataFrame, out: Path, dpi: int) -> None:
         + labs(title=title, x="scale", y="misaligned share among coherent answers (%)", size="mean coherence")
         + theme_bw()
     )
-    _save(plot, out, 8.0, 5.0, dpi)
+    save_png(plot, out, 8.0, 5.0, dpi)

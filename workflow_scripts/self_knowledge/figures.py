@@ -3,7 +3,6 @@ regions, and the class shares per persona. A figure without data says so."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -25,25 +24,14 @@ from plotnine import (
     scale_shape_manual,
     theme,
     theme_bw,
-    theme_void,
 )
 
-from workflow_scripts.core.io_utils import atomic_path
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.self_knowledge.measures import CLASSES, Thresholds
+from workflow_scripts.stats.plots import no_data_plot, save_png
 
 CLASS_COLOURS = {"aligned": "#4c9f70", "coherent": "#d08c2c", "inverted": "#b03a48", "unclassified": "#bbbbbb"}
 SHOWN = (*CLASSES, "unclassified")
-
-
-def _save(plot, out: Path, width: float, height: float, dpi: int) -> None:
-    with atomic_path(out, suffix=".png") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plot.save(tmp, format="png", width=width, height=height, dpi=dpi, verbose=False)
-
-
-def _no_data(title: str, why: str):
-    return ggplot() + annotate("text", x=0, y=0, label=f"no data: {why}", size=9) + theme_void() + labs(title=title)
 
 
 def scatter(conditions: pl.DataFrame, thresholds: Thresholds, out: Path, dpi: int) -> None:
@@ -52,7 +40,7 @@ def scatter(conditions: pl.DataFrame, thresholds: Thresholds, out: Path, dpi: in
     title = "Self-knowledge: behaviour vs self-report"
     data = conditions.filter(pl.col("behaviour").is_not_null() & pl.col("self_report").is_not_null()) if conditions.height else conditions
     if data.height == 0:
-        _save(_no_data(title, "no condition with both a judged behaviour and a self-report"), out, 6.5, 3, dpi)
+        save_png(no_data_plot(title, "no condition with both a judged behaviour and a self-report"), out, 6.5, 3, dpi)
         return
     df = data.with_columns(
         pl.when(pl.col("dataset") == NO_EM).then(pl.lit("no EM")).otherwise(pl.lit("EM")).alias("em")
@@ -82,14 +70,14 @@ def scatter(conditions: pl.DataFrame, thresholds: Thresholds, out: Path, dpi: in
         + theme_bw()
         + theme(plot_title=element_text(size=11))
     )
-    _save(plot, out, 7.5, 4.5, dpi)
+    save_png(plot, out, 7.5, 4.5, dpi)
 
 
 def class_shares(classes: pl.DataFrame, out: Path, dpi: int) -> None:
     """Per persona, how its EM conditions divide into the three classes."""
     title = "Self-knowledge: classes of EM conditions per persona"
     if classes.height == 0:
-        _save(_no_data(title, "no EM condition with a judged behaviour"), out, 6.5, 3, dpi)
+        save_png(no_data_plot(title, "no EM condition with a judged behaviour"), out, 6.5, 3, dpi)
         return
     long = classes.unpivot(index=["model", "persona"], on=[f"n_{c}" for c in SHOWN], variable_name="class", value_name="n")
     df = long.with_columns(pl.col("class").str.strip_prefix("n_")).to_pandas()
@@ -103,4 +91,4 @@ def class_shares(classes: pl.DataFrame, out: Path, dpi: int) -> None:
         + theme_bw()
         + theme(plot_title=element_text(size=11), axis_text_x=element_text(rotation=45, ha="right"))
     )
-    _save(plot, out, 7.5, 4.0, dpi)
+    save_png(plot, out, 7.5, 4.0, dpi)

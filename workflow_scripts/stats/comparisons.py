@@ -142,16 +142,23 @@ def bh_adjust(p: np.ndarray, alpha: float) -> np.ndarray:
     return adjusted
 
 
+def bh_within(table: pl.DataFrame, group: list[str], alpha: float, member: str | None = None) -> np.ndarray:
+    """BH-adjusted `p` of each row, within each `group` (over the rows where `member` is
+    true); NaN for rows outside, or without a p."""
+    adjusted = np.full(table.height, np.nan)
+    indexed = table.with_row_index("_row")
+    members = indexed.filter(pl.col(member)) if member else indexed
+    for _, part in members.group_by(group, maintain_order=True):
+        adjusted[part["_row"].to_numpy()] = bh_adjust(part["p"].to_numpy(), alpha)
+    return adjusted
+
+
 def _with_fdr(table: pl.DataFrame, group: list[str], alpha: float, member: str | None = None) -> pl.DataFrame:
     """Add p_adj (BH within each `group`, over rows where `member` is true) and significant."""
     if table.height == 0:
         return table.with_columns(pl.lit(None, pl.Float64).alias("p_adj"), pl.lit(None, pl.Boolean).alias("significant"))
-    table = table.with_row_index("_row")
-    adjusted = np.full(table.height, np.nan)
-    members = table.filter(pl.col(member)) if member else table
-    for _, part in members.group_by(group, maintain_order=True):
-        adjusted[part["_row"].to_numpy()] = bh_adjust(part["p"].to_numpy(), alpha)
-    return table.drop("_row").with_columns(
+    adjusted = bh_within(table, group, alpha, member)
+    return table.with_columns(
         pl.Series("p_adj", adjusted).fill_nan(None),
         (pl.Series("p_adj", adjusted).fill_nan(None) < alpha).alias("significant"),
     )

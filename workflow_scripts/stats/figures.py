@@ -7,7 +7,6 @@ is always a target and `rule all` does not depend on the grid's shape.
 """
 
 import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,9 +49,10 @@ from plotnine import (
     theme_void,
 )
 
-from workflow_scripts.core.io_utils import atomic_path, read_parquet
+from workflow_scripts.core.io_utils import read_parquet
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.outputs import ANSWERS, CAPTIONS, FIGURES
+from workflow_scripts.stats.plots import save_png
 from workflow_scripts.stats.protection import MEASURE_LABELS, MEASURE_UNITS, protective_sign
 from workflow_scripts.stats.settings import StatsSettings
 from workflow_scripts.stats.tables import read_table
@@ -759,8 +759,6 @@ def draw_figure(name: str, data: FigureData, out: str | Path) -> tuple[int, int]
     plot, width, height = DRAW[name](data)
     width, height = min(max(width, MIN_WIDTH), MAX_INCHES), min(height, MAX_INCHES)
     dpi = data.settings.figure_dpi
-    with atomic_path(out, suffix=".png") as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # plotnine's notes on saving and dropped rows
-        plot.save(tmp, format="png", width=width, height=height, dpi=dpi, verbose=False)
+    save_png(plot, out, width, height, dpi)
     log.info("%s: %.1f x %.1f in at %d dpi (%s)", name, width, height, dpi, CAPTIONS[name])
     return round(width * dpi), round(height * dpi)
