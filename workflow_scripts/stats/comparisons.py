@@ -142,14 +142,16 @@ def bh_adjust(p: np.ndarray, alpha: float) -> np.ndarray:
     return adjusted
 
 
-def bh_within(table: pl.DataFrame, group: list[str], alpha: float, member: str | None = None) -> np.ndarray:
-    """BH-adjusted `p` of each row, within each `group` (over the rows where `member` is
-    true); NaN for rows outside, or without a p."""
+def bh_within(
+    table: pl.DataFrame, group: list[str], alpha: float, member: str | None = None, p: str = "p"
+) -> np.ndarray:
+    """BH-adjusted column `p` of each row, within each `group` (over the rows where
+    `member` is true); NaN for rows outside, or without a p."""
     adjusted = np.full(table.height, np.nan)
     indexed = table.with_row_index("_row")
     members = indexed.filter(pl.col(member)) if member else indexed
     for _, part in members.group_by(group, maintain_order=True):
-        adjusted[part["_row"].to_numpy()] = bh_adjust(part["p"].to_numpy(), alpha)
+        adjusted[part["_row"].to_numpy()] = bh_adjust(part[p].to_numpy().astype(float), alpha)
     return adjusted
 
 

@@ -35,7 +35,7 @@ from scipy import stats
 
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, Design, bootstrap_interval
-from workflow_scripts.stats.comparisons import bh_adjust
+from workflow_scripts.stats.comparisons import bh_within
 from workflow_scripts.stats.settings import StatsSettings
 
 # measure -> (numerator, denominator, scale) of the per-condition ratio
@@ -202,11 +202,7 @@ def protection_tables(
 def _adjust(table: pl.DataFrame, group: list[str], alpha: float, p: str, member: str) -> pl.DataFrame:
     """Add p_adj (Benjamini-Hochberg of column `p` within each `group`, over rows where
     `member` is true) and significant."""
-    adjusted = np.full(table.height, np.nan)
-    if table.height:
-        indexed = table.with_row_index("_row")
-        for _, part in indexed.filter(pl.col(member)).group_by(group, maintain_order=True):
-            adjusted[part["_row"].to_numpy()] = bh_adjust(part[p].to_numpy(), alpha)
+    adjusted = bh_within(table, group, alpha, member, p=p)
     series = pl.Series("p_adj", adjusted, dtype=pl.Float64).fill_nan(None)
     return table.with_columns(series, (series < alpha).alias("significant"))
 
