@@ -11,6 +11,10 @@ if "$PY" -c "import llama_cpp.server.app, uvicorn, starlette" 2>/dev/null; then
     echo "llama-cpp-python[server] already importable"
     exit 0
 fi
-# Built for this machine's CPU (llama.cpp's default); CMAKE_ARGS passes other options.
-"$PY" -m pip install -q "llama-cpp-python[server]==0.3.36"
+# Built without -march=native (portable AVX2 code): a native build on a CPU with AVX-512
+# and AMX crashed the server (general protection fault in libggml-cpu) at its first
+# completion. CMAKE_ARGS set by the caller replaces this.
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
+# --no-cache-dir: a wheel cached from an earlier build would ignore CMAKE_ARGS.
+"$PY" -m pip install -q --no-cache-dir "llama-cpp-python[server]==0.3.36"
 "$PY" -c "import llama_cpp.server.app" && echo "llama-cpp-python[server] installed"
