@@ -155,15 +155,15 @@ def bh_within(
     return adjusted
 
 
-def _with_fdr(table: pl.DataFrame, group: list[str], alpha: float, member: str | None = None) -> pl.DataFrame:
-    """Add p_adj (BH within each `group`, over rows where `member` is true) and significant."""
+def with_fdr(
+    table: pl.DataFrame, group: list[str], alpha: float, member: str | None = None, p: str = "p"
+) -> pl.DataFrame:
+    """Add p_adj (BH of column `p` within each `group`, over rows where `member` is true)
+    and significant."""
     if table.height == 0:
         return table.with_columns(pl.lit(None, pl.Float64).alias("p_adj"), pl.lit(None, pl.Boolean).alias("significant"))
-    adjusted = bh_within(table, group, alpha, member)
-    return table.with_columns(
-        pl.Series("p_adj", adjusted).fill_nan(None),
-        (pl.Series("p_adj", adjusted).fill_nan(None) < alpha).alias("significant"),
-    )
+    adjusted = pl.Series("p_adj", bh_within(table, group, alpha, member, p=p), dtype=pl.Float64).fill_nan(None)
+    return table.with_columns(adjusted, (adjusted < alpha).alias("significant"))
 
 
 def persona_comparisons(boot: ClusterBootstrap, settings: StatsSettings) -> pl.DataFrame:
@@ -197,7 +197,7 @@ def persona_comparisons(boot: ClusterBootstrap, settings: StatsSettings) -> pl.D
         return _empty_comparisons()
     table = pl.DataFrame(out).rename({"n_a": "n_persona", "n_b": "n_reference",
                                       "mean_a": "mean_persona", "mean_b": "mean_reference"})
-    return _with_fdr(table, ["model"], settings.alpha, member="in_family")
+    return with_fdr(table, ["model"], settings.alpha, member="in_family")
 
 
 def _empty_comparisons() -> pl.DataFrame:
@@ -228,7 +228,7 @@ def medical_comparison(boot: ClusterBootstrap, settings: StatsSettings) -> pl.Da
                                     "mean_good": pl.Float64, "diff": pl.Float64, "p": pl.Float64,
                                     "p_adj": pl.Float64})
     table = pl.DataFrame(out).rename({"n_a": "n_bad", "n_b": "n_good", "mean_a": "mean_bad", "mean_b": "mean_good"})
-    return _with_fdr(table, ["model"], settings.alpha)
+    return with_fdr(table, ["model"], settings.alpha)
 
 
 def cross_model(boot: ClusterBootstrap, settings: StatsSettings) -> pl.DataFrame:
@@ -268,7 +268,7 @@ def cross_model(boot: ClusterBootstrap, settings: StatsSettings) -> pl.DataFrame
                                     "b_low": pl.Float64, "b_high": pl.Float64, "diff": pl.Float64,
                                     "diff_low": pl.Float64, "diff_high": pl.Float64, "p": pl.Float64,
                                     "p_adj": pl.Float64})
-    return _with_fdr(pl.DataFrame(out), ["model_a", "model_b"], alpha)
+    return with_fdr(pl.DataFrame(out), ["model_a", "model_b"], alpha)
 
 
 def _em_datasets(design: Design, model: str, persona: str) -> list[str]:

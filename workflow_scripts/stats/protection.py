@@ -35,7 +35,7 @@ from scipy import stats
 
 from workflow_scripts.core.schema import NO_EM
 from workflow_scripts.stats.bootstrap import ClusterBootstrap, Design, bootstrap_interval
-from workflow_scripts.stats.comparisons import bh_within
+from workflow_scripts.stats.comparisons import with_fdr
 from workflow_scripts.stats.settings import StatsSettings
 
 # measure -> (numerator, denominator, scale) of the per-condition ratio
@@ -187,24 +187,14 @@ def protection_tables(
             "persona_check": effect["persona_check"], "in_family": in_family,
         })
     table = pl.DataFrame(out, schema_overrides={"persona_check": pl.String}) if out else _empty_protection()
-    protection = _adjust(table, ["model", "measure"],
-                         settings.alpha, "p", "in_family")
+    protection = with_fdr(table, ["model", "measure"], settings.alpha, member="in_family")
     em_table = (
         pl.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in effects],
                      schema_overrides={"persona_check": pl.String})
         if effects else _empty_effects()
     )
-    em_table = _adjust(em_table.with_columns(pl.lit(True).alias("_all")), ["model", "measure", "role"],
-                       settings.alpha, "em_effect_p", "_all").drop("_all")
+    em_table = with_fdr(em_table, ["model", "measure", "role"], settings.alpha, p="em_effect_p")
     return protection, em_table
-
-
-def _adjust(table: pl.DataFrame, group: list[str], alpha: float, p: str, member: str) -> pl.DataFrame:
-    """Add p_adj (Benjamini-Hochberg of column `p` within each `group`, over rows where
-    `member` is true) and significant."""
-    adjusted = bh_within(table, group, alpha, member, p=p)
-    series = pl.Series("p_adj", adjusted, dtype=pl.Float64).fill_nan(None)
-    return table.with_columns(series, (series < alpha).alias("significant"))
 
 
 def _empty_protection() -> pl.DataFrame:
